@@ -1,0 +1,57 @@
+"""Loss functions as small pure functions (unit-tested against float64 references)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def bradley_terry_loss(
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    margin: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pairwise Bradley-Terry loss `-log σ(r_chosen - r_rejected - margin)`.
+
+    With `weight`, the weighted mean `Σ w·l / Σ w`: with the default ranking weights (1/#pairs of the group) this is
+    the mean over groups of the mean over each group's pairs, i.e. exactly what [`grouped_bradley_terry_loss`] computes.
+    """
+    if chosen_rewards.shape != rejected_rewards.shape:
+        raise ValueError(
+            f"chosen_rewards {tuple(chosen_rewards.shape)} and rejected_rewards {tuple(rejected_rewards.shape)} differ."
+        )
+    diff = chosen_rewards - rejected_rewards
+    if margin is not None:
+        diff = diff - margin.to(diff.dtype)
+    losses = -F.logsigmoid(diff)
+    if weight is None:
+        return losses.mean()
+    weight = weight.to(losses.dtype)
+    return (losses * weight).sum() / weight.sum()
+
+
+def grouped_bradley_terry_loss(
+    rewards: torch.Tensor, pair_index: torch.Tensor, pair_group: torch.Tensor, num_groups: int | None = None
+) -> torch.Tensor:
+    """InstructGPT-style grouped ranking loss: mean over groups of the mean over that group's pairs.
+
+    Args:
+        rewards: `[N]` one reward per completion (each completion forwarded once).
+        pair_index: `[P, 2]` long, `(better, worse)` indices into `rewards`.
+        pair_group: `[P]` long, the group (0..G-1) each pair belongs to. Every group must own at least one pair.
+        num_groups: G; inferred as `pair_group.max() + 1` when omitted.
+    """
+    if pair_index.ndim != 2 or pair_index.shape[1] != 2:
+        raise ValueError(f"pair_index must have shape [P, 2], got {tuple(pair_index.shape)}.")
+    if pair_index.shape[0] == 0:
+        raise ValueError("grouped_bradley_terry_loss got no pairs: every group needs at least one untied pair.")
+    if num_groups is None:
+        num_groups = int(pair_group.max().item()) + 1
+    losses = -F.logsigmoid(rewards[pair_index[:, 0]] - rewards[pair_index[:, 1]])
+    pairs_per_group = torch.bincount(pair_group, minlength=num_groups).to(losses.dtype)
+    if (pairs_per_group == 0).any():
+        empty = torch.nonzero(pairs_per_group == 0).flatten().tolist()
+        raise ValueError(f"groups {empty} have no pairs; drop all-tied and K<2 groups before the loss.")
+    per_group = torch.zeros(num_groups, dtype=losses.dtype, device=losses.device).index_add_(0, pair_group, losses)
+    return (per_group / pairs_per_group).mean()

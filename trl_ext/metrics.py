@@ -1,0 +1,213 @@
+"""Pure functions for evaluating reward models.
+
+Two families of metrics:
+
+* pairwise (chosen vs rejected): :func:`pair_accuracy` and :func:`pairwise_auc`;
+* ranked groups (K completions of one prompt with gold ranks, 0 = best): :func:`kendall_tau`, :func:`spearman`,
+  :func:`top1_correct`, bundled by :func:`group_ranking_metrics`.
+
+Ranked-group convention: ``pred`` are predicted rewards (higher = better) and ``gold_ranks`` are gold ranks
+(lower = better), so a perfect model scores +1 on the correlations, i.e. they measure the correlation of ``pred``
+with ``-gold_ranks``. Undefined values (constant inputs, fewer than two items, empty input) are ``float("nan")``
+rather than errors, so that callers can average with ``nanmean`` over many groups.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "pair_accuracy",
+    "pairwise_auc",
+    "kendall_tau",
+    "spearman",
+    "top1_correct",
+    "group_ranking_metrics",
+]
+
+ScoreLike = Sequence[float] | torch.Tensor
+
+# Kendall's tau compares all pairs; work on blocks of rows so memory stays ~O(_PAIR_BLOCK_ELEMS), not O(n^2).
+_PAIR_BLOCK_ELEMS = 1 << 22
+
+
+def _as_1d(values: ScoreLike, name: str) -> torch.Tensor:
+    """Convert a sequence or tensor of scores to a 1-D float64 CPU tensor (float64 so rank sums stay exact)."""
+    if isinstance(values, torch.Tensor):
+        t = values.detach().to(device="cpu", dtype=torch.float64)
+    else:
+        try:
+            t = torch.as_tensor(list(values), dtype=torch.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from exc
+    if t.dim() == 0:
+        t = t.reshape(1)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    if torch.isnan(t).any():
+        # NaN has no order, so every rank-based metric would silently be wrong.
+        raise ValueError(f"{name} contains NaN: {t.tolist() if t.numel() <= 20 else 'at least one NaN'}")
+    return t
+
+
+def _paired(pred: ScoreLike, gold_ranks: ScoreLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a (pred, gold_ranks) pair and return ``(pred, -gold_ranks)`` so that higher = better on both sides."""
+    x = _as_1d(pred, "pred")
+    y = _as_1d(gold_ranks, "gold_ranks")
+    if x.numel() != y.numel():
+        raise ValueError(f"pred has {x.numel()} elements but gold_ranks has {y.numel()}; they must match")
+    return x, -y
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of ``x`` in ascending order; tied values share the mean of the ranks they span. O(n log n)."""
+    _, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True)
+    counts = counts.to(torch.float64)
+    last = torch.cumsum(counts, dim=0)  # 1-based rank of the last element in each tie block
+    mean_rank = last - (counts - 1.0) / 2.0  # mean of first..last
+    return mean_rank[inverse]
+
+
+def _tied_pairs(x: torch.Tensor) -> float:
+    """Number of unordered pairs ``(i, j)`` with ``x[i] == x[j]``."""
+    _, counts = torch.unique(x, return_counts=True)
+    counts = counts.to(torch.float64)
+    return float((counts * (counts - 1.0) / 2.0).sum())
+
+
+def pair_accuracy(
+    chosen: torch.Tensor, rejected: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(Weighted) fraction of pairs where the chosen reward beats the rejected one; ties count 0.5.
+
+    Args:
+        chosen: rewards of the chosen completions, any shape.
+        rejected: rewards of the rejected completions, same shape as ``chosen``.
+        weight: optional non-negative per-pair weights, same shape; the result is ``sum(w * correct) / sum(w)``.
+
+    Returns:
+        A 0-dim floating tensor on ``chosen``'s device (NaN for empty input or all-zero weights).
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    if chosen.shape != rejected.shape:
+        raise ValueError(
+            f"chosen and rejected must have the same shape, got {tuple(chosen.shape)} and {tuple(rejected.shape)}"
+        )
+    dtype = chosen.dtype if chosen.is_floating_point() else torch.get_default_dtype()
+    chosen = chosen.detach()
+    rejected = rejected.detach().to(chosen.device)
+    # 1 for a win, 0.5 for a tie, 0 for a loss: a model that outputs constants should get 0.5, not 0 or 1.
+    correct = (chosen > rejected).to(dtype) + 0.5 * (chosen == rejected).to(dtype)
+    if weight is None:
+        return correct.mean()
+    if weight.shape != chosen.shape:
+        raise ValueError(
+            f"weight must have the same shape as chosen/rejected {tuple(chosen.shape)}, got {tuple(weight.shape)}"
+        )
+    w = weight.detach().to(device=chosen.device, dtype=dtype)
+    return (correct * w).sum() / w.sum()
+
+
+def pairwise_auc(positive: ScoreLike, negative: ScoreLike) -> float:
+    """ROC AUC of ``positive`` (chosen) scores against ``negative`` (rejected) scores, pooled over all of them.
+
+    Equals P(random positive > random negative) with ties counting 0.5, i.e. the Mann-Whitney
+    ``U / (n_pos * n_neg)``. Computed from average ranks of the pooled scores in O(n log n), so ~10^5 scores take
+    milliseconds. Returns ``nan`` if either side is empty.
+    """
+    pos = _as_1d(positive, "positive")
+    neg = _as_1d(negative, "negative")
+    n_pos, n_neg = pos.numel(), neg.numel()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _average_ranks(torch.cat([pos, neg]))
+    # U = (sum of positive ranks) - (the smallest that sum could be); average ranks make ties count half.
+    u = float(ranks[:n_pos].sum()) - n_pos * (n_pos + 1) / 2.0
+    return u / (n_pos * n_neg)
+
+
+def kendall_tau(pred: ScoreLike, gold_ranks: ScoreLike) -> float:
+    """Kendall's tau-b between predicted rewards and gold ranks (0 = best), i.e. tau-b(pred, -gold_ranks).
+
+    tau-b = (concordant - discordant) / sqrt((n0 - ties_pred) * (n0 - ties_gold)) with n0 = K(K-1)/2, so ties on
+    either side are handled. Returns ``nan`` when K < 2 or either side is constant (the denominator is 0).
+
+    Raises:
+        ValueError: if the lengths differ or an input contains NaN.
+    """
+    x, y = _paired(pred, gold_ranks)
+    n = x.numel()
+    if n < 2:
+        return float("nan")
+    n0 = n * (n - 1) / 2.0
+    denom = (n0 - _tied_pairs(x)) * (n0 - _tied_pairs(y))
+    if denom <= 0:
+        return float("nan")
+    # Sum of sign(dx) * sign(dy) over ordered pairs i != j equals 2 * (concordant - discordant); the diagonal is 0.
+    total = 0.0
+    rows = max(1, _PAIR_BLOCK_ELEMS // n)
+    for start in range(0, n, rows):
+        xs, ys = x[start : start + rows, None], y[start : start + rows, None]
+        total += float((torch.sign(xs - x[None, :]) * torch.sign(ys - y[None, :])).sum())
+    return (total / 2.0) / math.sqrt(denom)
+
+
+def spearman(pred: ScoreLike, gold_ranks: ScoreLike) -> float:
+    """Spearman's rho between predicted rewards and gold ranks (0 = best), i.e. rho(pred, -gold_ranks).
+
+    Pearson correlation of the average ranks (ties get the mean rank). Returns ``nan`` when K < 2 or either side is
+    constant.
+
+    Raises:
+        ValueError: if the lengths differ or an input contains NaN.
+    """
+    x, y = _paired(pred, gold_ranks)
+    if x.numel() < 2:
+        return float("nan")
+    rx = _average_ranks(x)
+    ry = _average_ranks(y)
+    rx = rx - rx.mean()
+    ry = ry - ry.mean()
+    denom = math.sqrt(float((rx * rx).sum()) * float((ry * ry).sum()))
+    if denom == 0.0:
+        return float("nan")
+    # Clamp: rounding can push a perfect correlation a hair past +-1.
+    return max(-1.0, min(1.0, float((rx * ry).sum()) / denom))
+
+
+def top1_correct(pred: ScoreLike, gold_ranks: ScoreLike) -> float:
+    """Whether the completion with the highest predicted reward is gold-best (has the minimum gold rank).
+
+    Ties in gold are allowed (any completion sharing the minimum rank counts as best). If several predictions tie
+    for the maximum, returns the fraction of those tied argmaxes that are gold-best, i.e. the expected accuracy of
+    breaking the tie at random. Returns ``nan`` for empty input.
+
+    Raises:
+        ValueError: if the lengths differ or an input contains NaN.
+    """
+    x = _as_1d(pred, "pred")
+    g = _as_1d(gold_ranks, "gold_ranks")
+    if x.numel() != g.numel():
+        raise ValueError(f"pred has {x.numel()} elements but gold_ranks has {g.numel()}; they must match")
+    if x.numel() == 0:
+        return float("nan")
+    is_argmax = x == x.max()
+    is_best = g == g.min()
+    return float((is_argmax & is_best).sum()) / float(is_argmax.sum())
+
+
+def group_ranking_metrics(rewards: ScoreLike, ranks: ScoreLike) -> dict[str, float]:
+    """All ranking metrics for one group of completions: ``kendall_tau``, ``spearman`` and ``top1_accuracy``.
+
+    ``rewards`` are predicted rewards (higher = better), ``ranks`` gold ranks (0 = best).
+    """
+    return {
+        "kendall_tau": kendall_tau(rewards, ranks),
+        "spearman": spearman(rewards, ranks),
+        "top1_accuracy": top1_correct(rewards, ranks),
+    }
