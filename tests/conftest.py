@@ -88,3 +88,22 @@ def shared_data():
     if not path.is_dir():
         pytest.skip(f"shared data folder {path} is absent (set TRL_EXT_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_causal_dir(tmp_path_factory):
+    """A tiny random Llama causal LM with a char tokenizer + chat template, saved to disk."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = build_char_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, tie_word_embeddings=False,
+    )
+    path = tmp_path_factory.mktemp("tiny_llama_causal")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)

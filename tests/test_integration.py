@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 
 def test_minilm_cls_rm_learns_on_real_hh_pairs(tmp_path, minilm_dir, shared_data):
     data, _ = load_hh_rlhf()
-    data = data.shuffle(seed=0).select(range(48))
-    args = RewardConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=48,
-                        num_train_epochs=3, learning_rate=1e-4, max_length=96, bf16=False, report_to=[],
+    data = data.shuffle(seed=0).select(range(32))
+    args = RewardConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=32,
+                        num_train_epochs=3, learning_rate=1e-4, max_length=64, bf16=False, report_to=[],
                         save_strategy="no", gradient_checkpointing=False, seed=0, disable_tqdm=True)
     trainer = RewardTrainer(minilm_dir, args=args, train_dataset=data, eval_dataset=data)
     assert isinstance(trainer.model, BertClsRewardModel) and trainer.reward_head == "cls"

@@ -1,7 +1,8 @@
 """trl_ext: thin extensions of Hugging Face TRL for RLHF.
 
-Change `from trl import RewardTrainer, RewardConfig` to `from trl_ext import RewardTrainer, RewardConfig` and keep the
-rest of your code; ranked data, encoder ([CLS]) reward models and ranking metrics come on top.
+Change `from trl import RewardTrainer, DPOTrainer` to `from trl_ext import RewardTrainer, DPOTrainer` (and the
+configs) and keep the rest of your code; ranked data (grouped training), weighted pairs, encoder ([CLS]) reward models
+and ranking metrics come on top.
 """
 
 from .data import (
@@ -16,7 +17,8 @@ from .data import (
     ranks_from_scores,
     validate_ranked_example,
 )
-from .losses import bradley_terry_loss, grouped_bradley_terry_loss
+from .dpo_trainer import DPOConfig, DPODataCollator, DPOTrainer
+from .losses import GROUPED_DPO_LOSS_TYPES, bradley_terry_loss, dpo_pair_losses, grouped_bradley_terry_loss, weighted_mean
 from .metrics import group_ranking_metrics, kendall_tau, pair_accuracy, pairwise_auc, spearman, top1_correct
 from .reward_head import (
     BertClsRewardConfig,
@@ -26,11 +28,19 @@ from .reward_head import (
     is_encoder_config,
     render_messages,
 )
+from .ranking import RankedDataArguments
 from .reward_trainer import RewardConfig, RewardDataCollator, RewardTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DPOConfig",
+    "DPODataCollator",
+    "DPOTrainer",
+    "GROUPED_DPO_LOSS_TYPES",
+    "RankedDataArguments",
+    "dpo_pair_losses",
+    "weighted_mean",
     "PAIR_STRATEGIES",
     "BertClsRewardConfig",
     "BertClsRewardModel",

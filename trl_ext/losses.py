@@ -55,3 +55,64 @@ def grouped_bradley_terry_loss(
         raise ValueError(f"groups {empty} have no pairs; drop all-tied and K<2 groups before the loss.")
     per_group = torch.zeros(num_groups, dtype=losses.dtype, device=losses.device).index_add_(0, pair_group, losses)
     return (per_group / pairs_per_group).mean()
+
+
+# DPO-family losses whose per-pair value depends only on that pair's log-ratios (and completion lengths), so they can
+# be evaluated on pairs gathered from completions that were each forwarded once (grouped ranked training).
+GROUPED_DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "robust", "sigmoid_norm", "bco_pair", "nca_pair", "sppo_hard", "apo_zero", "apo_down",
+)
+
+
+def dpo_pair_losses(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-pair DPO-family losses from the log-ratios `log π(y|x) − log π_ref(y|x)` of the preferred and other answer.
+
+    `sigmoid` is DPO's `−log σ(β·Δ)` with `Δ = chosen − rejected`; the others follow their papers (hinge/SLiC, IPO
+    with per-token normalisation, robust DPO, length-normalised sigmoid, BCO, NCA, SPPO-hard, APO-zero/down).
+    `ipo` and `sigmoid_norm` need the completion lengths. Returns a `[P]` tensor (no reduction).
+    """
+    if loss_type not in GROUPED_DPO_LOSS_TYPES:
+        raise ValueError(f"loss_type={loss_type!r} is not one of {list(GROUPED_DPO_LOSS_TYPES)}.")
+    c, r = chosen_logratios, rejected_logratios
+    if loss_type in ("ipo", "sigmoid_norm"):
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError(f"loss_type={loss_type!r} needs chosen_lengths and rejected_lengths.")
+        c = c / chosen_lengths.clamp(min=1).to(c.dtype)
+        r = r / rejected_lengths.clamp(min=1).to(r.dtype)
+    delta = c - r
+    logsig = F.logsigmoid
+    if loss_type in ("sigmoid", "sigmoid_norm"):
+        return -logsig(beta * delta)
+    if loss_type == "hinge":
+        return torch.relu(1 - beta * delta)
+    if loss_type == "ipo":  # beta plays the role of IPO's tau
+        return (delta - 1 / (2 * beta)) ** 2
+    if loss_type == "robust":
+        eps = label_smoothing
+        return (-(1 - eps) * logsig(beta * delta) + eps * logsig(-beta * delta)) / (1 - 2 * eps)
+    if loss_type == "bco_pair":
+        return -logsig(beta * c) - logsig(-beta * r)
+    if loss_type == "nca_pair":
+        return -logsig(beta * c) - 0.5 * logsig(-beta * c) - 0.5 * logsig(-beta * r)
+    if loss_type == "sppo_hard":
+        return (c - 0.5 / beta) ** 2 + (r + 0.5 / beta) ** 2
+    if loss_type == "apo_zero":
+        return (1 - torch.sigmoid(beta * c)) + torch.sigmoid(beta * r)
+    # apo_down
+    return torch.sigmoid(beta * c) + (1 - torch.sigmoid(beta * delta))
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """`Σ w·x / Σ w` (plain mean without weights)."""
+    if weight is None:
+        return values.mean()
+    weight = weight.to(values.dtype)
+    return (values * weight).sum() / weight.sum()

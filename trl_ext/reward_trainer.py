@@ -32,19 +32,19 @@ from trl.data_utils import _tokenize, extract_prompt, get_dataset_column_names
 from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad
 
-from .data import PAIR_STRATEGIES, is_ranked_dataset, rank_pairs, ranked_to_pairs, validate_ranked_example
+from .data import is_ranked_dataset, ranked_to_pairs, validate_ranked_example
 from .losses import bradley_terry_loss, grouped_bradley_terry_loss
+from .ranking import RankedDataArguments, group_pair_tensors, group_pair_weights, ranked_status
 from .metrics import group_ranking_metrics, pair_accuracy, pairwise_auc
 from .reward_head import BertClsRewardModel, encode_prompt_response, is_encoder_config, render_messages
 
 logger = logging.getLogger(__name__)
 
 REWARD_HEADS = ("auto", "cls", "last_token")
-RANKED_TRAINING_MODES = ("grouped", "pairwise")
 
 
 @dataclass
-class RewardConfig(trl.RewardConfig):
+class RewardConfig(RankedDataArguments, trl.RewardConfig):
     r"""[`trl.RewardConfig`] plus the options of trl_ext's [`RewardTrainer`].
 
     Parameters:
@@ -55,14 +55,8 @@ class RewardConfig(trl.RewardConfig):
             BERT-family encoder checkpoints and `"last_token"` otherwise.
         freeze_encoder (`bool`, defaults to `False`):
             With the `"cls"` head, train only the scalar head (the encoder gets no gradient).
-        ranked_training (`str`, defaults to `"grouped"`):
-            How ranked data (`prompt`, `completions`, `ranks`|`scores`) is trained. `"grouped"`: whole groups per
-            batch, each completion forwarded once, loss = mean over groups of the mean over the group's pairs.
-            `"pairwise"`: expand to weighted (chosen, rejected) pairs first (2 forwards per pair).
-        pair_strategy (`str`, defaults to `"all"`):
-            Which pairs a ranking yields: `"all"` C(K,2) (ties excluded), `"best_vs_rest"`, or `"adjacent"`.
-        on_invalid_rows (`str`, defaults to `"raise"`):
-            Malformed ranked rows: `"raise"` a `ValueError` naming the row and field, or `"skip"` and count them.
+        ranked_training, pair_strategy, on_invalid_rows:
+            Ranked data options, see [`RankedDataArguments`].
     """
 
     reward_head: str = field(
@@ -73,31 +67,12 @@ class RewardConfig(trl.RewardConfig):
     freeze_encoder: bool = field(
         default=False, metadata={"help": "With reward_head='cls', train only the scalar head."}
     )
-    ranked_training: str = field(
-        default="grouped",
-        metadata={"help": "Ranked data: 'grouped' (each completion forwarded once) or 'pairwise' (expand to pairs).",
-                  "choices": list(RANKED_TRAINING_MODES)},
-    )
-    pair_strategy: str = field(
-        default="all",
-        metadata={"help": "Pairs taken from a ranking: 'all', 'best_vs_rest' or 'adjacent'.",
-                  "choices": list(PAIR_STRATEGIES)},
-    )
-    on_invalid_rows: str = field(
-        default="raise",
-        metadata={"help": "Malformed ranked rows: 'raise' or 'skip' (counted and logged).", "choices": ["raise", "skip"]},
-    )
 
     def __post_init__(self):
         super().__post_init__()
-        for name, valid in (
-            ("reward_head", REWARD_HEADS),
-            ("ranked_training", RANKED_TRAINING_MODES),
-            ("pair_strategy", PAIR_STRATEGIES),
-            ("on_invalid_rows", ("raise", "skip")),
-        ):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"RewardConfig.{name}={getattr(self, name)!r} is not one of {list(valid)}.")
+        self._validate_ranked_fields()
+        if self.reward_head not in REWARD_HEADS:
+            raise ValueError(f"RewardConfig.reward_head={self.reward_head!r} is not one of {list(REWARD_HEADS)}.")
 
 
 @dataclass
@@ -130,26 +105,14 @@ class RewardDataCollator(DataCollatorForPreference):
         return pad(tensors, padding_value=value, padding_side="right", pad_to_multiple_of=self.pad_to_multiple_of)
 
     def _collate_ranked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        input_ids, type_ids, ranks, pair_index, pair_group, completion_group = [], [], [], [], [], []
-        for group, example in enumerate(examples):
-            offset = len(input_ids)
-            input_ids += [torch.tensor(ids) for ids in example["completion_ids"]]
-            completion_group += [group] * len(example["completion_ids"])
-            if "completion_token_type_ids" in example:
-                type_ids += [torch.tensor(ids) for ids in example["completion_token_type_ids"]]
-            ranks += list(example["ranks"])
-            pairs, _ = rank_pairs(example["ranks"], self.pair_strategy)
-            pair_index += [(offset + better, offset + worse) for better, worse in pairs]
-            pair_group += [group] * len(pairs)
+        input_ids = [torch.tensor(ids) for ex in examples for ids in ex["completion_ids"]]
         output = {
             "input_ids": self._pad(input_ids, self.pad_token_id),
             "attention_mask": self._pad([torch.ones_like(ids) for ids in input_ids], 0),
-            "ranks": torch.tensor(ranks, dtype=torch.float),
-            "pair_index": torch.tensor(pair_index, dtype=torch.long).view(-1, 2),
-            "pair_group": torch.tensor(pair_group, dtype=torch.long),
-            "completion_group": torch.tensor(completion_group, dtype=torch.long),
+            **group_pair_tensors([ex["ranks"] for ex in examples], self.pair_strategy),
         }
-        if type_ids:
+        if "completion_token_type_ids" in examples[0]:
+            type_ids = [torch.tensor(ids) for ex in examples for ids in ex["completion_token_type_ids"]]
             output["token_type_ids"] = self._pad(type_ids, 0)
         return output
 
@@ -306,12 +269,7 @@ class RewardTrainer(trl.RewardTrainer):
                 logger.debug("%s: skipping %s", dataset_name, err)
                 return {"completion_ids": [], "completion_token_type_ids": [], "ranks": [], "_status": "invalid",
                         "_truncated": 0}
-            if len(ranks) < 2:
-                status = "skipped_small_group"
-            elif not rank_pairs(ranks, args.pair_strategy)[0]:
-                status = "skipped_all_tied"
-            else:
-                status = "ok"
+            status = ranked_status(example, ranks, args.pair_strategy)
             features, truncated = [], 0
             if status == "ok":
                 for completion in example["completions"]:
@@ -427,7 +385,7 @@ class RewardTrainer(trl.RewardTrainer):
         with torch.no_grad():
             better, worse = rewards[pair_index[:, 0]], rewards[pair_index[:, 1]]
             # Pair weights 1/#pairs(group): accuracy and margin weigh every prompt equally, like the loss.
-            weight = 1.0 / torch.bincount(pair_group, minlength=num_groups).to(rewards.dtype)[pair_group]
+            weight = group_pair_weights(pair_group, rewards.dtype)
             all_rewards = self.accelerator.gather(rewards.detach())
             metrics["min_reward"].append(all_rewards.min().item())
             metrics["mean_reward"].append(all_rewards.mean().item())

@@ -1,0 +1,300 @@
+"""`DPOTrainer` / `DPOConfig`: TRL's DPO trainer plus ranked data (grouped training) and a `weight` column.
+
+Drop-in: `from trl_ext import DPOTrainer, DPOConfig` accepts every TRL DPO dataset and option; batches without ranked
+groups or weights go through TRL's own loss unchanged. On top of it:
+
+* **Ranked data** (`prompt`, `completions`, `ranks` | `scores`). With `ranked_training="grouped"` (default) a batch
+  holds whole groups, each completion goes through the policy and the reference once, and the loss is the mean over
+  groups of the mean over the group's pairs (weights 1/#pairs), equal to the weighted pairwise loss.
+  `ranked_training="pairwise"` expands rankings to weighted pairs instead.
+* **Pairwise data with a `weight` column**: the loss is the weighted mean of the per-pair losses.
+
+Grouped and weighted batches use [`dpo_pair_losses`], which covers the loss types whose per-pair value depends only on
+that pair (`GROUPED_DPO_LOSS_TYPES`); the others (`aot`, `sft`, `discopop`, ...) need TRL's unweighted pairwise path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import trl
+from datasets import Dataset, IterableDataset
+from transformers.modeling_outputs import CausalLMOutput
+from trl.data_utils import get_dataset_column_names
+from trl.trainer.dpo_trainer import DataCollatorForPreference
+from trl.trainer.utils import pad
+
+from .data import is_ranked_dataset, ranked_to_pairs, validate_ranked_example
+from .losses import GROUPED_DPO_LOSS_TYPES, dpo_pair_losses, weighted_mean
+from .ranking import RankedDataArguments, group_pair_tensors, group_pair_weights, ranked_status
+
+logger = logging.getLogger(__name__)
+
+_GROUP_KEYS = ("pair_index", "pair_group", "pair_weight", "completion_group", "ranks")
+
+
+@dataclass
+class DPOConfig(RankedDataArguments, trl.DPOConfig):
+    r"""[`trl.DPOConfig`] plus the ranked-data options of [`RankedDataArguments`] (`ranked_training`,
+    `pair_strategy`, `on_invalid_rows`)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._validate_ranked_fields()
+
+
+@dataclass
+class DPODataCollator(DataCollatorForPreference):
+    """TRL's DPO collator, plus ranked groups and pair weights.
+
+    Pairwise examples go through TRL's [`DataCollatorForPreference`]; with a `weight` column the batch also gets
+    `pair_index` (row i vs row B+i) and `pair_weight`. Ranked examples (`prompt_ids`, `completion_ids`, `ranks`) are
+    flattened to one row per completion (prompt + completion, truncated as TRL truncates), with `pair_index` `[P, 2]`,
+    `pair_group`, `pair_weight` = 1/#pairs of the group, and `completion_group`.
+    """
+
+    pair_strategy: str = "all"
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if "completion_ids" in examples[0]:
+            return self._collate_ranked(examples)
+        output = super().torch_call(examples)
+        if "weight" in examples[0]:
+            n = len(examples)
+            output["pair_index"] = torch.stack([torch.arange(n), torch.arange(n, 2 * n)], dim=1)
+            output["pair_weight"] = torch.tensor([float(ex["weight"]) for ex in examples])
+        return output
+
+    def _collate_ranked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        sequences, completion_masks = [], []
+        for example in examples:
+            prompt = list(example["prompt_ids"])
+            for completion in example["completion_ids"]:
+                sequences.append(prompt + list(completion))
+                completion_masks.append([0] * len(prompt) + [1] * len(completion))
+        if self.max_length is not None:
+            keep = slice(-self.max_length, None) if self.truncation_mode == "keep_end" else slice(None, self.max_length)
+            sequences = [ids[keep] for ids in sequences]
+            completion_masks = [mask[keep] for mask in completion_masks]
+
+        def pad_right(rows: list[list[int]], value: int) -> torch.Tensor:
+            return pad([torch.tensor(r, dtype=torch.long) for r in rows], padding_value=value, padding_side="right",
+                       pad_to_multiple_of=self.pad_to_multiple_of)
+
+        groups = group_pair_tensors([ex["ranks"] for ex in examples], self.pair_strategy)
+        return {
+            "input_ids": pad_right(sequences, self.pad_token_id),
+            "attention_mask": pad_right([[1] * len(s) for s in sequences], 0),
+            "completion_mask": pad_right(completion_masks, 0),
+            "pair_weight": group_pair_weights(groups["pair_group"]),
+            **groups,
+        }
+
+
+class DPOTrainer(trl.DPOTrainer):
+    """[`trl.DPOTrainer`] extended with ranked data (grouped training) and weighted pairs.
+
+    Overrides, each extending TRL's method:
+
+    * `__init__`: checks the options the grouped/weighted loss supports, calls TRL's `__init__`, then swaps in
+      [`DPODataCollator`] (TRL's collator plus groups and weights).
+    * `_prepare_dataset`: ranked data is tokenized by TRL's own `_prepare_dataset` (one row per completion, so the
+      token ids are exactly TRL's) and regrouped; pairwise data goes to TRL unchanged.
+    * `compute_loss`: batches with groups or weights: one policy and one reference forward per row, per-pair losses
+      from [`dpo_pair_losses`], weighted mean. Other batches: TRL's `compute_loss`.
+    """
+
+    _tag_names = ["trl", "dpo", "trl_ext"]
+
+    def __init__(self, model, *args: Any, **kwargs: Any):
+        bound = inspect.signature(trl.DPOTrainer.__init__).bind(self, model, *args, **kwargs)
+        bound.apply_defaults()
+        config = bound.arguments["args"]
+        if config is not None and not isinstance(config, DPOConfig):
+            config = DPOConfig(**{f.name: getattr(config, f.name) for f in _init_fields(config)})
+            bound.arguments["args"] = config
+        if config is not None:
+            self._check_grouped_options(config, bound.arguments["train_dataset"], bound.arguments["eval_dataset"])
+        self.ranking_stats: dict[str, Counter] = {}
+        user_collator = bound.arguments["data_collator"]
+        super().__init__(*bound.args[1:], **bound.kwargs)
+        if user_collator is None and isinstance(self.data_collator, DataCollatorForPreference):
+            collator = self.data_collator
+            self.data_collator = DPODataCollator(
+                pad_token_id=collator.pad_token_id,
+                max_length=collator.max_length,
+                truncation_mode=collator.truncation_mode,
+                pad_to_multiple_of=collator.pad_to_multiple_of,
+                pair_strategy=self.args.pair_strategy,
+            )
+
+    @staticmethod
+    def _check_grouped_options(args: DPOConfig, train_dataset, eval_dataset) -> None:
+        datasets = [train_dataset] + (list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset])
+        columns = [set(get_dataset_column_names(d)) for d in datasets if d is not None]
+        needs_own_loss = any("weight" in c for c in columns) or any(
+            is_ranked_dataset(c) and args.ranked_training == "grouped" for c in columns
+        )
+        if not needs_own_loss:
+            return
+        unsupported = [t for t in args.loss_type if t not in GROUPED_DPO_LOSS_TYPES]
+        problems = []
+        if unsupported:
+            problems.append(f"loss_type {unsupported} (supported: {list(GROUPED_DPO_LOSS_TYPES)})")
+        if args.f_divergence_type != "reverse_kl":
+            problems.append(f"f_divergence_type={args.f_divergence_type!r}")
+        if args.use_weighting:
+            problems.append("use_weighting=True")
+        if args.ld_alpha is not None:
+            problems.append(f"ld_alpha={args.ld_alpha}")
+        if args.precompute_ref_log_probs and any(is_ranked_dataset(c) for c in columns):
+            problems.append("precompute_ref_log_probs=True")
+        if problems:
+            raise ValueError(
+                "Ranked data in grouped mode and a `weight` column use trl_ext's per-pair loss, which does not support "
+                f"{', '.join(problems)}. Use ranked_training='pairwise' without a weight column to get TRL's loss."
+            )
+
+    # ----------------------------------------------------------------------------------------------- data
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        """Extends TRL's `_prepare_dataset` with ranked data."""
+        columns = get_dataset_column_names(dataset)
+        if "completion_ids" in columns:
+            return dataset
+        if is_ranked_dataset(columns):
+            if args.ranked_training == "pairwise":
+                dataset, stats = ranked_to_pairs(
+                    dataset, pair_strategy=args.pair_strategy, weighting="group", on_invalid=args.on_invalid_rows
+                )
+                logger.info("%s: %s", dataset_name, stats.summary())
+            else:
+                return self._prepare_ranked(dataset, processing_class, args, dataset_name)
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def _prepare_ranked(self, dataset, processing_class, args, dataset_name):
+        if not isinstance(dataset, Dataset):
+            raise ValueError(
+                f"Grouped ranked training needs a map-style `Dataset` for {dataset_name}, got {type(dataset).__name__}; "
+                "use ranked_training='pairwise' for streaming data."
+            )
+        counts: Counter = Counter()
+        kept_ranks: list[list[int]] = []
+        flat: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "_group": []}
+        for index, example in enumerate(dataset):
+            try:
+                ranks = validate_ranked_example(example, index)
+            except ValueError as err:
+                if args.on_invalid_rows == "raise":
+                    raise
+                counts["invalid"] += 1
+                logger.debug("%s: skipping %s", dataset_name, err)
+                continue
+            status = ranked_status(example, ranks, args.pair_strategy)
+            counts[status] += 1
+            if status != "ok":
+                continue
+            # One pseudo-pair per completion (chosen == rejected) so TRL's own tokenization produces its ids.
+            for completion in example["completions"]:
+                flat["prompt"].append(example["prompt"])
+                flat["chosen"].append(completion)
+                flat["rejected"].append(completion)
+                flat["_group"].append(len(kept_ranks))
+            kept_ranks.append(ranks)
+        tokenized = super()._prepare_dataset(Dataset.from_dict(flat), processing_class, args, dataset_name)
+        grouped: dict[int, dict[str, Any]] = {}
+        for group, prompt_ids, completion_ids in zip(
+            tokenized["_group"], tokenized["prompt_ids"], tokenized["chosen_ids"], strict=True
+        ):
+            entry = grouped.setdefault(group, {"prompt_ids": prompt_ids, "completion_ids": []})
+            entry["completion_ids"].append(completion_ids)
+        # TRL drops rows whose prompt fills max_length; all completions of a group share the prompt, so whole groups go.
+        counts["dropped_prompt_too_long"] = len(kept_ranks) - len(grouped)
+        self.ranking_stats[dataset_name] = counts
+        logger.info("%s ranked dataset: %s", dataset_name, dict(counts))
+        groups = sorted(grouped)
+        return Dataset.from_dict({
+            "prompt_ids": [grouped[g]["prompt_ids"] for g in groups],
+            "completion_ids": [grouped[g]["completion_ids"] for g in groups],
+            "ranks": [kept_ranks[g] for g in groups],
+        })
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        self._signature_columns = list(self._signature_columns) + ["completion_ids", "ranks", "weight"]
+
+    # ----------------------------------------------------------------------------------------------- loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Batches with groups or weights use the per-pair path; everything else is TRL's `compute_loss`."""
+        if "pair_index" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = self._compute_pair_loss(model, inputs)
+        return (loss, CausalLMOutput(loss=loss, logits=None)) if return_outputs else loss
+
+    def _compute_pair_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        mode = "train" if self.model.training else "eval"
+        extra = {key: inputs.pop(key) for key in _GROUP_KEYS if key in inputs}
+        pair_index, pair_weight = extra["pair_index"], extra["pair_weight"]
+        completion_mask = inputs["completion_mask"]
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
+                        use_cache=False, fused_lm_head=True)
+        shift_mask = completion_mask[:, 1:]
+        seq_len = shift_mask.size(1)
+        logps = outputs.log_probs[:, -seq_len:].sum(dim=1)  # one log-prob per row (completion)
+        if "ref_chosen_logps" in inputs:  # precomputed by TRL for pairwise data
+            ref_logps = torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]]).to(logps.device)
+        else:
+            # TRL's reference pass (separate ref model, or the policy with its adapter disabled / "ref" adapter) on the
+            # same rows; it splits rows into two halves, which `cat` undoes.
+            ref_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "completion_mask")}
+            ref_logps = torch.cat(self.compute_ref_log_probs(self.ref_model or self.model, ref_inputs))
+        better, worse = pair_index[:, 0], pair_index[:, 1]
+        chosen_logratios = logps[better] - ref_logps[better]
+        rejected_logratios = logps[worse] - ref_logps[worse]
+        lengths = shift_mask.sum(dim=1)
+        loss = 0.0
+        for loss_type, loss_weight in zip(self.loss_types, self.loss_weights, strict=True):
+            per_pair = dpo_pair_losses(chosen_logratios, rejected_logratios, self.beta, loss_type,
+                                       self.label_smoothing, lengths[better], lengths[worse])
+            loss = loss + loss_weight * weighted_mean(per_pair, pair_weight)
+        self._log_pair_metrics(mode, outputs, shift_mask, inputs["attention_mask"], logps, chosen_logratios,
+                               rejected_logratios, better, worse, pair_weight)
+        return loss
+
+    @torch.no_grad()
+    def _log_pair_metrics(self, mode, outputs, shift_mask, attention_mask, logps, chosen_logratios,
+                          rejected_logratios, better, worse, pair_weight) -> None:
+        """TRL's DPO metric names, each a pair-weighted mean gathered over processes."""
+        metrics = self._metrics[mode]
+        gather = self.accelerator.gather_for_metrics
+
+        def wmean(values: torch.Tensor) -> float:
+            w = pair_weight.to(values.dtype)
+            totals = gather(torch.stack([(values * w).sum(), w.sum()]).unsqueeze(0)).sum(dim=0)
+            return (totals[0] / totals[1]).item()
+
+        chosen_rewards, rejected_rewards = self.beta * chosen_logratios.detach(), self.beta * rejected_logratios.detach()
+        metrics["rewards/chosen"].append(wmean(chosen_rewards))
+        metrics["rewards/rejected"].append(wmean(rejected_rewards))
+        metrics["rewards/accuracies"].append(wmean((chosen_rewards > rejected_rewards).to(chosen_rewards.dtype)))
+        metrics["rewards/margins"].append(wmean(chosen_rewards - rejected_rewards))
+        metrics["logps/chosen"].append(wmean(logps.detach()[better]))
+        metrics["logps/rejected"].append(wmean(logps.detach()[worse]))
+        entropy = outputs.entropy[:, -shift_mask.size(1):].detach()
+        totals = gather(torch.stack([(entropy * shift_mask).sum(), shift_mask.sum().to(entropy.dtype)]).unsqueeze(0))
+        totals = totals.sum(dim=0)
+        metrics["entropy"].append((totals[0] / totals[1].clamp(min=1)).item())
+        if mode == "train":
+            self._total_train_tokens += gather(attention_mask.sum()).sum().item() // self._tp_size
+        metrics["num_tokens"] = [self._total_train_tokens]
+
+
+def _init_fields(config) -> list:
+    import dataclasses
+
+    return [f for f in dataclasses.fields(config) if f.init]
