@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the defaults never need the hub; --dataset_name users can unset it
 
-from datasets import Dataset, DatasetDict  # noqa: E402
 from trl import ModelConfig, TrlParser  # noqa: E402
 
-from trl_ext import RewardConfig, RewardTrainer, load_preference_file  # noqa: E402
+from trl_ext import RewardConfig, RewardTrainer  # noqa: E402
+from trl_ext.recipe_utils import DataArguments, default_config_argv, load_splits  # noqa: E402
 from trl_ext.utils import minilm_path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -35,53 +34,9 @@ DEFAULT_CONFIG = HERE / "reward_model.yaml"
 DEFAULT_DATA = HERE / "data" / "helpfulness_ranked.jsonl"
 
 
-@dataclass
-class RewardScriptArguments:
-    dataset_path: str | None = field(
-        default=None,
-        metadata={"help": "Local .jsonl/.json(.gz) file, pairwise or ranked. Default: the bundled helpfulness data."},
-    )
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset name (needs network)."})
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
-    dataset_train_split: str = field(default="train", metadata={"help": "Training split name."})
-    dataset_test_split: str = field(default="test", metadata={"help": "Held-out split name."})
-    eval_fraction: float = field(
-        default=0.1, metadata={"help": "Held-out fraction when the data has no test split / `split` column."}
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training rows (quick runs)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out rows (quick runs)."})
-
-
-def load_splits(script_args: RewardScriptArguments, seed: int) -> DatasetDict:
-    """Train/test splits from a hub dataset, a local file with a `split` column, or a seeded random hold-out."""
-    if script_args.dataset_name:
-        from datasets import load_dataset
-
-        data = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
-        if script_args.dataset_test_split not in data:
-            data = data[script_args.dataset_train_split].train_test_split(test_size=script_args.eval_fraction, seed=seed)
-            script_args.dataset_train_split, script_args.dataset_test_split = "train", "test"
-        return DatasetDict(train=data[script_args.dataset_train_split], test=data[script_args.dataset_test_split])
-    dataset = load_preference_file(script_args.dataset_path or DEFAULT_DATA)
-    if "split" in dataset.column_names:
-        splits = DatasetDict(
-            train=dataset.filter(lambda s: s == script_args.dataset_train_split, input_columns="split"),
-            test=dataset.filter(lambda s: s == script_args.dataset_test_split, input_columns="split"),
-        ).remove_columns("split")
-    else:
-        splits = dataset.train_test_split(test_size=script_args.eval_fraction, seed=seed)
-    if len(splits["train"]) == 0 or len(splits["test"]) == 0:
-        raise ValueError(f"Empty split: {len(splits['train'])} train / {len(splits['test'])} test rows.")
-    return splits
-
-
-def _cap(dataset: Dataset, n: int | None) -> Dataset:
-    return dataset.select(range(min(n, len(dataset)))) if n else dataset
-
-
-def main(script_args: RewardScriptArguments, training_args: RewardConfig, model_args: ModelConfig) -> dict:
-    splits = load_splits(script_args, training_args.seed)
-    train, test = _cap(splits["train"], script_args.max_train_samples), _cap(splits["test"], script_args.max_eval_samples)
+def main(script_args: DataArguments, training_args: RewardConfig, model_args: ModelConfig) -> dict:
+    splits = load_splits(script_args, DEFAULT_DATA, training_args.seed)
+    train, test = splits["train"], splits["test"]
     model_path = model_args.model_name_or_path or str(minilm_path())
     model_init_kwargs = dict(training_args.model_init_kwargs or {})
     if model_args.dtype not in (None, "auto"):
@@ -106,9 +61,8 @@ def main(script_args: RewardScriptArguments, training_args: RewardConfig, model_
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if "--config" not in argv:
-        argv = ["--config", str(DEFAULT_CONFIG), *argv]  # CLI flags still override the YAML
-    parser = TrlParser((RewardScriptArguments, RewardConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    parser = TrlParser((DataArguments, RewardConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config(
+        args=default_config_argv(sys.argv[1:], DEFAULT_CONFIG)
+    )
     main(script_args, training_args, model_args)

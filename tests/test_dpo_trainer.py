@@ -157,3 +157,19 @@ def test_dpo_pair_losses_hand_values():
         dpo_pair_losses(c, r, beta, "ipo")
     with pytest.raises(ValueError, match="'aot'"):
         dpo_pair_losses(c, r, beta, "aot")
+
+
+def test_preference_accuracy_counts_every_pair(tmp_path, tiny_llama_causal_dir):
+    trainer = DPOTrainer(tiny_llama_causal_dir, args=_args(tmp_path), train_dataset=Dataset.from_list(RANKED),
+                         eval_dataset=Dataset.from_list(RANKED), peft_config=LoraConfig(r=4, target_modules="all-linear"))
+    result = trainer.preference_accuracy()
+    assert result["pairs"] == 9
+    assert result["reward_accuracy"] == 0.5  # fresh adapter: policy == reference, every pair ties
+    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(3)])
+    with torch.no_grad():
+        out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logp = torch.log_softmax(out.logits[:, :-1].double(), -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+        seq = (logp * batch["completion_mask"][:, 1:]).sum(1)
+    b, w = batch["pair_index"][:, 0], batch["pair_index"][:, 1]
+    expected = ((seq[b] > seq[w]).double().sum() + 0.5 * (seq[b] == seq[w]).double().sum()).item() / 9
+    assert result["logp_accuracy"] == pytest.approx(expected)

@@ -28,6 +28,7 @@ from .reward_head import (
     is_encoder_config,
     render_messages,
 )
+from .qlora import add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config
 from .ranking import RankedDataArguments
 from .reward_trainer import RewardConfig, RewardDataCollator, RewardTrainer
 
@@ -39,6 +40,11 @@ __all__ = [
     "DPOTrainer",
     "GROUPED_DPO_LOSS_TYPES",
     "RankedDataArguments",
+    "add_frozen_reference_adapter",
+    "bnb_4bit_config",
+    "is_4bit",
+    "load_policy",
+    "lora_config",
     "dpo_pair_losses",
     "weighted_mean",
     "PAIR_STRATEGIES",

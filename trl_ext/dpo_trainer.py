@@ -267,6 +267,50 @@ class DPOTrainer(trl.DPOTrainer):
         return loss
 
     @torch.no_grad()
+    def preference_accuracy(self, eval_dataset: Dataset | None = None) -> dict[str, float]:
+        """Held-out preference accuracy over every pair of `eval_dataset` (default: the trainer's eval set).
+
+        Returns `reward_accuracy` (DPO's implicit reward β·(log π − log π_ref) ranks the preferred answer higher;
+        before training with a fresh adapter every pair ties, which counts 0.5) and `logp_accuracy` (the policy's
+        sequence log-prob alone ranks it higher; meaningful before training too), ties counted 0.5, and `pairs`.
+        """
+        dataset = self.eval_dataset if eval_dataset is None else self._prepare_dataset(
+            eval_dataset, self.processing_class, self.args, "eval")
+        was_training = self.model.training
+        self.model.eval()
+        per_example = []  # one row per dataset example (group or pair): wins by reward, wins by log-prob, pairs
+        for batch in self.get_eval_dataloader(dataset):
+            batch = self._prepare_inputs(batch)
+            n_rows = batch["input_ids"].shape[0]
+            if "pair_index" in batch and "pair_group" in batch:
+                pair_index, pair_example = batch["pair_index"], batch["pair_group"]
+                n_examples = int(batch["completion_group"].max().item()) + 1
+            else:  # pairwise batch: rows [chosen..., rejected...]
+                n_examples = n_rows // 2
+                pair_example = torch.arange(n_examples, device=batch["input_ids"].device)
+                pair_index = torch.stack([pair_example, pair_example + n_examples], dim=1)
+            rows = {k: batch[k] for k in ("input_ids", "attention_mask", "completion_mask")}
+            labels = rows["input_ids"].masked_fill(rows["completion_mask"] == 0, -100)
+            out = self.model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"], labels=labels,
+                             use_cache=False, fused_lm_head=True)
+            logps = out.log_probs[:, -(rows["completion_mask"].size(1) - 1):].sum(dim=1).double()
+            ref_logps = torch.cat(self.compute_ref_log_probs(self.ref_model or self.model, rows)).double()
+
+            def wins(score: torch.Tensor) -> torch.Tensor:
+                better, worse = score[pair_index[:, 0]], score[pair_index[:, 1]]
+                return (better > worse).double() + 0.5 * (better == worse).double()
+
+            per_pair = torch.stack([wins(logps - ref_logps), wins(logps), torch.ones_like(wins(logps))], dim=1)
+            summed = torch.zeros(n_examples, 3, dtype=torch.float64, device=per_pair.device)
+            # gather_for_metrics drops the examples the distributed sampler repeated to even out the batches
+            per_example.append(self.accelerator.gather_for_metrics(summed.index_add_(0, pair_example, per_pair)))
+        totals = torch.cat(per_example).sum(dim=0)
+        self.model.train(was_training)
+        pairs = totals[2].item()
+        return {"reward_accuracy": totals[0].item() / pairs, "logp_accuracy": totals[1].item() / pairs,
+                "pairs": int(pairs)}
+
+    @torch.no_grad()
     def _log_pair_metrics(self, mode, outputs, shift_mask, attention_mask, logps, chosen_logratios,
                           rejected_logratios, better, worse, pair_weight) -> None:
         """TRL's DPO metric names, each a pair-weighted mean gathered over processes."""

@@ -235,8 +235,8 @@ def load_policy(
       adapter's `base_model_name_or_path`.
     * Neither: the plain model and `None` (full fine-tuning; the trainer makes its own reference copy).
 
-    Gradient checkpointing is enabled when `gradient_checkpointing` (non-reentrant unless `gradient_checkpointing_kwargs`
-    says otherwise) and `use_cache` is turned off with it. `ModelConfig.model_revision`, `attn_implementation` and
+    Gradient checkpointing is enabled when `gradient_checkpointing` (non-reentrant unless
+    `gradient_checkpointing_kwargs` says otherwise) and `use_cache` is turned off with it. `ModelConfig.model_revision`, `attn_implementation` and
     `dtype` are passed to `from_pretrained`; `from_pretrained_kwargs` (e.g. `trust_remote_code=True`) override them.
 
     Raises:
