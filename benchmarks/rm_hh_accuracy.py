@@ -25,8 +25,8 @@ from trl_ext.utils import REPO_ROOT, minilm_path  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max_length", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--max_length", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--variants", default="full,frozen")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "cpu"))
     args = parser.parse_args()

@@ -104,8 +104,9 @@ def _wandb_history(path) -> list[dict]:
 def test_default_recipe_short_run_on_real_smollm2(tmp_path):
     pytest.importorskip("gguf")
     out = tmp_path / "dpo"
-    proc = _run(["accelerate", "launch", "--num_processes", "1", "--cpu", RECIPE, "--max_steps", "2",
-                 "--max_train_samples", "8", "--max_eval_samples", "4", "--output_dir", str(out)], cwd=tmp_path,
+    proc = _run(["accelerate", "launch", "--num_processes", "1", "--cpu", RECIPE, "--max_steps", "1",
+                 "--per_device_train_batch_size", "1", "--max_train_samples", "2", "--max_eval_samples", "1",
+                 "--output_dir", str(out)], cwd=tmp_path,
                 timeout=900)
     assert "held-out preference accuracy (implicit reward)" in proc.stdout
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()

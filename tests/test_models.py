@@ -116,8 +116,11 @@ def test_incomplete_cache_is_rebuilt(tmp_path, monkeypatch):
     target = tmp_path / "SmolLM2"
     target.mkdir()
     (target / "config.json").write_text("{}")  # an interrupted build: files but no marker
+    leftover = tmp_path / ".SmolLM2.tmp-killed"  # temp dir of a build that was killed
+    leftover.mkdir()
     assert smollm2_path(target) == str(target)
     assert len(calls) == 1 and (target / MARKER_NAME).is_file()
+    assert not leftover.exists()
     # A different dtype is a different cache.
     smollm2_path(target, dtype=torch.float32)
     assert len(calls) == 2
@@ -125,6 +128,15 @@ def test_incomplete_cache_is_rebuilt(tmp_path, monkeypatch):
     smollm2_path(target, dtype=torch.float32)
     assert len(calls) == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".SmolLM2.tmp-")]
+
+
+def test_refuses_to_replace_a_foreign_directory(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(models, "_dequantise_smollm2", _fake_builder(calls))
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not an"):
+        smollm2_path(tmp_path)
+    assert not calls and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_concurrent_callers_build_once(tmp_path, monkeypatch):

