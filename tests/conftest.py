@@ -11,30 +11,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from trl_ext.testing import CHARS, build_char_tokenizer  # noqa: E402,F401  (re-exported for tests)
 from trl_ext.utils import shared_data_dir  # noqa: E402
-
-CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,!?:;'\"-+=*/()\n")
-
-
-def build_char_tokenizer():
-    """A character-level fast tokenizer with pad/eos/bos, built locally (no hub)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
-    for ch in CHARS:
-        vocab.setdefault(ch, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
-    )
-    tok.chat_template = (
-        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}"
-        "{% if add_generation_prompt %}assistant: {% endif %}"
-    )
-    return tok
-
 
 @pytest.fixture(scope="session")
 def minilm_dir():
@@ -107,3 +85,35 @@ def tiny_llama_causal_dir(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+def wandb_history(path) -> list[dict]:
+    """History rows of an offline W&B run file. wandb 0.31 has no Python reader for its LevelDB-style log (32 KiB
+    blocks of chunks with a 7-byte header: crc32, length, type FULL/FIRST/MIDDLE/LAST) after a 7-byte file header."""
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    raw, offset, block, records, pending = path.read_bytes(), 7, 32768, [], b""
+    assert raw[:4] == b":W&B", raw[:8]
+    while offset + 7 <= len(raw):
+        if block - offset % block < 7:  # block trailer too small for a header: skip to the next block
+            offset += block - offset % block
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[offset : offset + 7])
+        payload, offset = raw[offset + 7 : offset + 7 + length], offset + 7 + length
+        if kind in (1, 2):
+            pending = payload
+        elif kind in (3, 4):
+            pending += payload
+        if kind in (1, 4):
+            records.append(pending)
+    rows = []
+    for data in records:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item})
+    return rows

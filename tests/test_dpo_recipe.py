@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from conftest import wandb_history  # noqa: E402
 from trl_ext.utils import REPO_ROOT
 
 RECIPE = str(REPO_ROOT / "recipes" / "dpo_lora.py")
@@ -62,42 +63,11 @@ def test_wandb_offline_run_logs_dpo_metrics(tmp_path, tiny_llama_causal_dir, tin
          cwd=tmp_path, env_extra={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"})
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
-    history = _wandb_history(runs[0])
+    history = wandb_history(runs[0])
     assert len(history) >= 2  # one row per logging step
     for key in ("train/loss", "train/rewards/accuracies", "train/rewards/margins", "train/logps/chosen"):
         assert any(key in row for row in history), sorted(history[-1])
     assert all(0.0 <= row["train/rewards/accuracies"] <= 1.0 for row in history if "train/rewards/accuracies" in row)
-
-
-def _wandb_history(path) -> list[dict]:
-    """History rows of an offline W&B run file. wandb 0.31 has no Python reader for its LevelDB-style log (32 KiB
-    blocks of chunks with a 7-byte header: crc32, length, type FULL/FIRST/MIDDLE/LAST) after a 7-byte file header."""
-    import struct
-
-    from wandb.proto import wandb_internal_pb2
-
-    raw, offset, block, records, pending = path.read_bytes(), 7, 32768, [], b""
-    assert raw[:4] == b":W&B", raw[:8]
-    while offset + 7 <= len(raw):
-        if block - offset % block < 7:  # block trailer too small for a header: skip to the next block
-            offset += block - offset % block
-            continue
-        _, length, kind = struct.unpack("<IHB", raw[offset : offset + 7])
-        payload, offset = raw[offset + 7 : offset + 7 + length], offset + 7 + length
-        if kind in (1, 2):
-            pending = payload
-        elif kind in (3, 4):
-            pending += payload
-        if kind in (1, 4):
-            records.append(pending)
-    rows = []
-    for data in records:
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
-        if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in record.history.item})
-    return rows
 
 
 @pytest.mark.integration

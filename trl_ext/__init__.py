@@ -18,6 +18,16 @@ from .data import (
     validate_ranked_example,
 )
 from .dpo_trainer import DPOConfig, DPODataCollator, DPOTrainer
+from .grpo_trainer import GRPOConfig, GRPOTrainer
+from .kl_control import (
+    AdaptiveKLController,
+    FixedKLController,
+    KLControlArguments,
+    KLControlCallback,
+    build_kl_controller,
+    kl_error,
+    sequence_kl,
+)
 from .losses import GROUPED_DPO_LOSS_TYPES, bradley_terry_loss, dpo_pair_losses, grouped_bradley_terry_loss, weighted_mean
 from .metrics import group_ranking_metrics, kendall_tau, pair_accuracy, pairwise_auc, spearman, top1_correct
 from .reward_head import (
@@ -30,16 +40,31 @@ from .reward_head import (
 )
 from .qlora import add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config
 from .ranking import RankedDataArguments
+from .reward_functions import RunningMoments, TextRewardModel
+from .rloo_trainer import RLOOConfig, RLOOTrainer
 from .reward_trainer import RewardConfig, RewardDataCollator, RewardTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveKLController",
+    "FixedKLController",
+    "GRPOConfig",
+    "GRPOTrainer",
+    "KLControlArguments",
+    "KLControlCallback",
+    "RLOOConfig",
+    "RLOOTrainer",
+    "build_kl_controller",
+    "kl_error",
+    "sequence_kl",
     "DPOConfig",
     "DPODataCollator",
     "DPOTrainer",
     "GROUPED_DPO_LOSS_TYPES",
     "RankedDataArguments",
+    "RunningMoments",
+    "TextRewardModel",
     "add_frozen_reference_adapter",
     "bnb_4bit_config",
     "is_4bit",

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from datasets import Dataset, DatasetDict
 
 from .data import load_preference_file
@@ -61,9 +62,68 @@ def load_splits(args: DataArguments, default_path: str | os.PathLike, seed: int)
     return splits
 
 
+def prompt_answer_dataset(dataset: Dataset) -> Dataset:
+    """Prompt-only rows with an `answer` column for online RL with `final_number_reward`.
+
+    Ranked data: the answer is the last number of the best-ranked completion (the bundled arithmetic data). Data
+    that already has `prompt` and `answer` passes through; GSM8K/SVAMP-style `question` columns become `prompt`.
+    """
+    from .data import is_ranked_dataset
+    from .rewards import completion_text, last_number
+
+    columns = dataset.column_names
+    if "prompt" not in columns and "question" in columns:
+        dataset = dataset.rename_column("question", "prompt")
+        columns = dataset.column_names
+    if "answer" in columns:
+        return dataset.select_columns(["prompt", "answer"])
+    if not is_ranked_dataset(columns):
+        raise ValueError(f"Need an 'answer' column or ranked completions to take answers from; columns: {columns}")
+
+    def best_answer(example: dict, index: int) -> dict:
+        key = "ranks" if "ranks" in example else "scores"
+        values = example[key]
+        best = values.index(min(values)) if key == "ranks" else values.index(max(values))
+        number = last_number(completion_text(example["completions"][best]))
+        if number is None:
+            raise ValueError(f"row {index}, field 'completions': the best completion holds no number.")
+        return {"prompt": example["prompt"], "answer": f"{number:g}"}
+
+    return dataset.map(best_answer, with_indices=True, remove_columns=columns)
+
+
+@torch.no_grad()
+def greedy_answer_accuracy(model, tokenizer, dataset: Dataset, max_new_tokens: int = 24, batch_size: int = 16) -> float:
+    """Fraction of `dataset` rows whose greedy completion's last number equals `answer` (prompts may be chat)."""
+    from .rewards import final_number_reward
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0.0
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # generation continues from the right end
+    try:
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset[start:start + batch_size]
+            texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False,
+                                                                               add_generation_prompt=True)
+                     for p in rows["prompt"]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+            completions = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            correct += sum(final_number_reward(completions, rows["answer"]))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return correct / len(dataset)
+
+
 def default_config_argv(argv: list[str], default_config: str | os.PathLike) -> list[str]:
     """Prepend `--config <default_config>` unless the user passed `--config`; CLI flags still override the YAML."""
     return argv if "--config" in argv else ["--config", str(default_config), *argv]
 
 
-__all__ = ["DataArguments", "Dataset", "default_config_argv", "load_splits"]
+__all__ = ["DataArguments", "Dataset", "default_config_argv", "greedy_answer_accuracy", "load_splits",
+           "prompt_answer_dataset"]

@@ -1,0 +1,43 @@
+"""Launched by tests/test_grpo_rloo.py under 2-process CPU DDP: a short adaptive-KL run of `trl_ext.<Trainer>`; each
+rank writes the β it used after every optimizer step to `<output_dir>/beta_rank<k>.json`."""
+
+import json
+import sys
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import TrainerCallback
+
+import trl_ext
+
+
+def reward_a(completions, **kwargs):
+    return [c.count("a") / max(len(c), 1) for c in completions]
+
+
+class RecordBeta(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer, self.betas = trainer, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.betas.append(self.trainer.beta)
+
+
+if __name__ == "__main__":
+    model_dir, out_dir, kind = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    config_cls, trainer_cls = (trl_ext.GRPOConfig, trl_ext.GRPOTrainer) if kind == "grpo" else (
+        trl_ext.RLOOConfig, trl_ext.RLOOTrainer)
+    args = config_cls(
+        output_dir=str(out_dir), per_device_train_batch_size=4, num_generations=4, max_completion_length=6,
+        max_steps=3, learning_rate=0.05, beta=0.1, kl_control="adaptive", kl_target=0.01, kl_horizon=10,
+        bf16=False, report_to=[], save_strategy="no", logging_steps=1, seed=0, disable_tqdm=True,
+    )
+    prompts = Dataset.from_list([{"prompt": f"say {w} please"} for w in ["abc", "dog", "cat", "zoo"] * 6])
+    trainer = trainer_cls(model_dir, reward_funcs=reward_a, args=args, train_dataset=prompts)
+    recorder = RecordBeta(trainer)
+    trainer.add_callback(recorder)
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    kls = [row["kl_ctl/kl"] for row in trainer.state.log_history if "kl_ctl/kl" in row]
+    (out_dir / f"beta_rank{rank}.json").write_text(json.dumps(
+        {"betas": recorder.betas, "kls": kls, "world_size": trainer.accelerator.num_processes}))

@@ -1,0 +1,48 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""GRPO with adaptive KL control: drop-in subclasses of TRL's GRPOConfig / GRPOTrainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import trl
+
+from .kl_control import KLControlArguments, KLControlledTrainerMixin
+
+
+@dataclass
+class GRPOConfig(KLControlArguments, trl.GRPOConfig):
+    """[`trl.GRPOConfig`] plus KL control (`kl_control`, `kl_target`, `kl_horizon`, `kl_target_unit`, β bounds).
+
+    With `kl_control="adaptive"`, `beta` is the starting β and must be > 0.
+    """
+
+    def __post_init__(self):
+        self._validate_kl_fields()  # first: clearer than any error TRL's own checks might raise
+        super().__post_init__()
+
+
+class GRPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
+    """[`trl.GRPOTrainer`] whose β follows a KL controller (fixed by default: TRL's behaviour).
+
+    Overrides, each extending TRL's method:
+
+    * `__init__`: checks the KL fields (before TRL decides from `beta` whether to build a reference model), calls
+      TRL's `__init__`, then adds the controller and its callback.
+    * `_compute_loss`: TRL's loss (which uses `self.beta`), then records the KL TRL measured for the controller.
+    """
+
+    def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
+        if args is None:  # TRL would build its own config class; build ours so the KL fields exist
+            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            args = GRPOConfig(output_dir=f"{str(name).split('/')[-1]}-GRPO")
+        self._check_kl_args(args)
+        super().__init__(model, reward_funcs, args, *more, **kwargs)
+        self._setup_kl_control()
+
+    def _compute_loss(self, model, inputs):
+        loss = super()._compute_loss(model, inputs)
+        if self.model.training and self.beta != 0.0 and self._metrics["train"]["kl"]:
+            mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+            self._record_kl(self._metrics["train"]["kl"][-1], mask)
+        return loss

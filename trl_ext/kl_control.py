@@ -1,0 +1,277 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""KL controllers: a fixed β, and the adaptive controller of Ziegler et al. 2019 ("Fine-Tuning Language Models from
+Human Preferences", section 2.2).
+
+Adaptive rule, once per optimizer step with the measured KL_t:
+
+    e_t     = clip(KL_t / KL_target − 1, −0.2, 0.2)
+    β_{t+1} = β_t · (1 + K_β · e_t),      K_β = n_samples / horizon
+
+where n_samples is the number of sequences in the update (the paper: horizon 10,000; old TRL: β_0 = 0.2, target
+6 nats per sequence). β is kept inside [min_beta, max_beta]. A KL that is NaN or infinite leaves β unchanged and is
+counted (`skipped_updates`), with a warning the first time.
+
+The controllers are plain objects with `state_dict()` / `load_state_dict()`, so trainers can checkpoint them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+def kl_error(kl: float, target: float, clip: float = 0.2) -> float:
+    """The paper's proportional error: clip(kl / target − 1, −clip, clip)."""
+    if target <= 0:
+        raise ValueError(f"kl_target must be > 0, got {target}")
+    return max(-clip, min(clip, kl / target - 1.0))
+
+
+def sequence_kl(token_kl_mean: float, completion_tokens: float, num_sequences: float) -> float:
+    """Per-sequence KL from a token-weighted mean KL: Σ_tokens KL / #sequences = mean_token_KL · tokens / sequences."""
+    if num_sequences <= 0:
+        raise ValueError(f"num_sequences must be > 0, got {num_sequences}")
+    return token_kl_mean * completion_tokens / num_sequences
+
+
+@dataclass
+class FixedKLController:
+    """β never changes; `update` only records the KL (so fixed and adaptive runs log the same metrics)."""
+
+    beta: float
+    last_kl: float = float("nan")
+    skipped_updates: int = 0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.beta) or self.beta < 0:
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+
+    @property
+    def value(self) -> float:
+        return self.beta
+
+    def update(self, kl: float, n_samples: int) -> float:
+        if math.isfinite(kl):
+            self.last_kl = float(kl)
+        else:
+            self.skipped_updates += 1
+        return self.beta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"beta": self.beta, "last_kl": self.last_kl, "skipped_updates": self.skipped_updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.beta = float(state["beta"])
+        self.last_kl = float(state["last_kl"])
+        self.skipped_updates = int(state["skipped_updates"])
+
+
+@dataclass
+class AdaptiveKLController:
+    """Ziegler et al. 2019 proportional controller: β moves toward the value that makes KL hit `target`.
+
+    Args:
+        init_beta: β before the first update (must be > 0: a multiplicative rule cannot leave 0).
+        target: the KL to steer to, in the unit the caller measures (nats per sequence in the paper).
+        horizon: K_β = n_samples / horizon; a larger horizon moves β more slowly (the paper: 10,000).
+        clip: bound on the proportional error (the paper: 0.2).
+        min_beta, max_beta: bounds on β.
+    """
+
+    init_beta: float
+    target: float
+    horizon: float = 10_000
+    clip: float = 0.2
+    min_beta: float = 0.0
+    max_beta: float = float("inf")
+    beta: float | None = None
+    last_kl: float = float("nan")
+    last_error: float = 0.0
+    skipped_updates: int = 0
+    _warned: bool = False
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.init_beta) or self.init_beta <= 0:
+            raise ValueError(f"adaptive KL control needs init_beta > 0 (β is multiplied each step), got {self.init_beta}")
+        if not self.target > 0:
+            raise ValueError(f"kl_target must be > 0, got {self.target}")
+        if not self.horizon > 0:
+            raise ValueError(f"kl_horizon must be > 0, got {self.horizon}")
+        if not 0 < self.clip < 1:
+            raise ValueError(f"the error clip must be in (0, 1), got {self.clip}")
+        if not 0 <= self.min_beta <= self.max_beta:
+            raise ValueError(f"need 0 <= min_beta <= max_beta, got {self.min_beta}, {self.max_beta}")
+        if self.beta is None:
+            self.beta = min(max(self.init_beta, self.min_beta), self.max_beta)
+
+    @property
+    def value(self) -> float:
+        return self.beta
+
+    def update(self, kl: float, n_samples: int) -> float:
+        """One controller step from the KL measured over `n_samples` sequences; returns the new β."""
+        if n_samples < 0:
+            raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+        if kl is None or not math.isfinite(kl):
+            self.skipped_updates += 1
+            if not self._warned:
+                warnings.warn(f"KL controller got a non-finite KL ({kl}); β stays {self.beta:.6g}. Further skipped "
+                              "updates are counted in `skipped_updates` (logged as kl_ctl/skipped).", stacklevel=2)
+                self._warned = True
+            return self.beta
+        self.last_kl = float(kl)
+        self.last_error = kl_error(self.last_kl, self.target, self.clip)
+        self.beta = self.beta * (1.0 + n_samples / self.horizon * self.last_error)
+        self.beta = min(max(self.beta, self.min_beta), self.max_beta)
+        return self.beta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"beta": self.beta, "last_kl": self.last_kl, "last_error": self.last_error,
+                "skipped_updates": self.skipped_updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.beta = float(state["beta"])
+        self.last_kl = float(state["last_kl"])
+        self.last_error = float(state["last_error"])
+        self.skipped_updates = int(state["skipped_updates"])
+
+
+# -- config fields and trainer wiring --------------------------------------------------------------------------------
+
+
+KL_CONTROL_MODES = ("fixed", "adaptive")
+KL_TARGET_UNITS = ("sequence", "token")
+#: Key under which the controller's state lives in `TrainerState.stateful_callbacks` (saved in every checkpoint's
+#: trainer_state.json, read back on `resume_from_checkpoint`).
+STATE_KEY = "trl_ext.KLController"
+
+
+@dataclass
+class KLControlArguments:
+    """Config fields for KL control, mixed into our GRPOConfig / RLOOConfig / PPOConfig. The initial β is `beta`.
+
+    Parameters:
+        kl_control (`str`, defaults to `"fixed"`):
+            `"fixed"`: β stays `beta` (TRL's behaviour). `"adaptive"`: Ziegler et al. 2019, β follows the measured KL
+            toward `kl_target` once per optimizer step (needs `beta > 0`).
+        kl_target (`float`, defaults to `6.0`):
+            Target KL(π‖π_ref) in nats, in the unit of `kl_target_unit` (6 nats per sequence: the paper / old TRL).
+        kl_horizon (`float`, defaults to `10000`):
+            K_β = sequences in the update / horizon: how fast β moves (the paper: 10,000).
+        kl_target_unit (`str`, defaults to `"sequence"`):
+            `"sequence"`: KL summed over a completion's tokens, averaged over completions (the paper's unit).
+            `"token"`: KL averaged over completion tokens (the `kl` TRL logs). The sequence KL of a step is TRL's token
+            mean × completion tokens / completions of that step, over all processes.
+        kl_min_beta, kl_max_beta (`float`, defaults to `0.0` and `None`): bounds on β (`None`: no upper bound).
+        kl_error_clip (`float`, defaults to `0.2`): bound on the proportional error (the paper: 0.2).
+    """
+
+    kl_control: str = field(default="fixed", metadata={"help": "'fixed' or 'adaptive' (Ziegler et al. 2019) β.",
+                                                        "choices": list(KL_CONTROL_MODES)})
+    kl_target: float = field(default=6.0, metadata={"help": "Target KL in nats, in units of kl_target_unit."})
+    kl_horizon: float = field(default=10_000, metadata={"help": "Controller horizon: K_β = n_sequences / horizon."})
+    kl_target_unit: str = field(default="sequence", metadata={"help": "'sequence' (summed over tokens) or 'token'.",
+                                                                 "choices": list(KL_TARGET_UNITS)})
+    kl_min_beta: float = field(default=0.0, metadata={"help": "Lower bound on β."})
+    kl_max_beta: float | None = field(default=None, metadata={"help": "Upper bound on β (None: unbounded)."})
+    kl_error_clip: float = field(default=0.2, metadata={"help": "Bound on the controller's proportional error."})
+
+    def _validate_kl_fields(self) -> None:
+        name = type(self).__name__
+        if self.kl_control not in KL_CONTROL_MODES:
+            raise ValueError(f"{name}.kl_control={self.kl_control!r} is not one of {list(KL_CONTROL_MODES)}.")
+        if self.kl_target_unit not in KL_TARGET_UNITS:
+            raise ValueError(f"{name}.kl_target_unit={self.kl_target_unit!r} is not one of {list(KL_TARGET_UNITS)}.")
+        if self.kl_control == "adaptive":
+            if not self.beta > 0:
+                raise ValueError(
+                    f"{name}: kl_control='adaptive' needs beta > 0 at the start (β is scaled each step, and with "
+                    f"beta=0 TRL builds no reference model to measure KL against); got beta={self.beta}.")
+            build_kl_controller(self)  # validates target, horizon, clip and bounds with the controller's messages
+
+
+def build_kl_controller(args: Any) -> FixedKLController | AdaptiveKLController:
+    """The controller a config asks for, starting from `args.beta` (a plain TRL config gets a fixed controller)."""
+    if getattr(args, "kl_control", "fixed") == "fixed":
+        return FixedKLController(beta=float(args.beta))
+    return AdaptiveKLController(
+        init_beta=float(args.beta), target=float(args.kl_target), horizon=float(args.kl_horizon),
+        clip=float(args.kl_error_clip), min_beta=float(args.kl_min_beta),
+        max_beta=float("inf") if args.kl_max_beta is None else float(args.kl_max_beta),
+    )
+
+
+class KLControlCallback(TrainerCallback):
+    """Drives a trainer's `beta` from its measured KL once per optimizer step.
+
+    The trainer provides `pop_kl_measurement() -> (token_kl_sum, completion_tokens, completions) | None`: the KL it
+    measured since the last call, already summed over all processes, so every rank computes the same β. The controller
+    state is written to `TrainerState.stateful_callbacks` after every update (so every checkpoint holds it) and read
+    back at `on_train_begin` when training resumes from a checkpoint.
+    """
+
+    def __init__(self, trainer: Any, controller: FixedKLController | AdaptiveKLController, unit: str) -> None:
+        self.trainer = trainer
+        self.controller = controller
+        self.unit = unit
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.get(STATE_KEY) if state.global_step > 0 else None
+        if saved:
+            self.controller.load_state_dict(saved)
+        self.trainer.beta = self.controller.value
+        state.stateful_callbacks[STATE_KEY] = self.controller.state_dict()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        measurement = self.trainer.pop_kl_measurement()
+        if measurement is None:  # no KL measured in this step (e.g. no generation in it)
+            return
+        token_kl_sum, tokens, sequences = measurement
+        if sequences <= 0 or tokens <= 0:
+            return
+        kl = token_kl_sum / sequences if self.unit == "sequence" else token_kl_sum / tokens
+        self.controller.update(kl, int(sequences))
+        self.trainer.beta = self.controller.value
+        state.stateful_callbacks[STATE_KEY] = self.controller.state_dict()
+        metrics = self.trainer._metrics["train"]
+        metrics["kl_ctl/beta"].append(self.controller.value)
+        metrics["kl_ctl/kl"].append(kl)
+        target = getattr(self.controller, "target", None)
+        if target is not None:
+            metrics["kl_ctl/target"].append(target)
+            metrics["kl_ctl/error"].append(self.controller.last_error)
+        metrics["kl_ctl/skipped"].append(float(self.controller.skipped_updates))
+
+
+class KLControlledTrainerMixin:
+    """Shared wiring for trainers whose `beta` a KL controller drives (our GRPO, RLOO and PPO trainers).
+
+    `_setup_kl_control()` builds the controller from the config and registers the callback; `_record_kl(...)` adds the
+    KL the trainer just measured (TRL's token mean, which TRL already reduced over processes) with the number of
+    completion tokens and completions it covers, summed over processes here.
+    """
+
+    def _check_kl_args(self, args: Any) -> None:
+        if isinstance(args, KLControlArguments):
+            args._validate_kl_fields()
+
+    def _setup_kl_control(self) -> None:
+        self.kl_controller = build_kl_controller(self.args)
+        self._kl_measurement = None
+        self.add_callback(KLControlCallback(self, self.kl_controller, getattr(self.args, "kl_target_unit", "sequence")))
+
+    def _record_kl(self, token_kl_mean: float, mask: Any) -> None:
+        import torch
+
+        counts = torch.stack([mask.sum().float(), torch.tensor(float(mask.shape[0]), device=mask.device)])
+        tokens, sequences = self.accelerator.reduce(counts, reduction="sum").tolist()
+        previous = self._kl_measurement or (0.0, 0.0, 0.0)
+        self._kl_measurement = (previous[0] + token_kl_mean * tokens, previous[1] + tokens, previous[2] + sequences)
+
+    def pop_kl_measurement(self) -> tuple[float, float, float] | None:
+        measurement, self._kl_measurement = self._kl_measurement, None
+        return measurement

@@ -1,0 +1,48 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""RLOO with adaptive KL control: drop-in subclasses of TRL's RLOOConfig / RLOOTrainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import trl
+
+from .kl_control import KLControlArguments, KLControlledTrainerMixin
+
+
+@dataclass
+class RLOOConfig(KLControlArguments, trl.RLOOConfig):
+    """[`trl.RLOOConfig`] plus KL control (`kl_control`, `kl_target`, `kl_horizon`, `kl_target_unit`, β bounds).
+
+    RLOO puts the KL penalty in the reward (r − β·KL per completion) when it scores a generation batch; with
+    `kl_control="adaptive"` the β used there follows the KL measured on earlier batches.
+    """
+
+    def __post_init__(self):
+        self._validate_kl_fields()  # first: clearer than any error TRL's own checks might raise
+        super().__post_init__()
+
+
+class RLOOTrainer(KLControlledTrainerMixin, trl.RLOOTrainer):
+    """[`trl.RLOOTrainer`] whose β follows a KL controller (fixed by default: TRL's behaviour).
+
+    Overrides, each extending TRL's method:
+
+    * `__init__`: checks the KL fields before TRL's `__init__`, then adds the controller and its callback.
+    * `_generate_and_score_completions`: TRL's rollout scoring (which applies `self.beta`), then records the KL TRL
+      measured for the controller.
+    """
+
+    def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
+        if args is None:  # TRL would build its own config class; build ours so the KL fields exist
+            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            args = RLOOConfig(output_dir=f"{str(name).split('/')[-1]}-RLOO")
+        self._check_kl_args(args)
+        super().__init__(model, reward_funcs, args, *more, **kwargs)
+        self._setup_kl_control()
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if self.model.training and self.beta != 0.0 and self._metrics["train"]["kl"]:
+            self._record_kl(self._metrics["train"]["kl"][-1], output["completion_mask"])
+        return output

@@ -1,0 +1,58 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""Tokenizers built locally (no hub), for tests and the benchmark harness.
+
+Random-weight models built from a config need a tokenizer; these give one token per character, so a text of n
+characters is n tokens (plus special tokens) and benchmark sequence lengths are exact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+#: Characters both tokenizers know (one token each).
+CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,!?:;'\"-+=*/()\n")
+
+_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+def build_char_tokenizer() -> PreTrainedTokenizerBase:
+    """A character-level fast tokenizer for decoders: `<pad>`=0, `<eos>`=1, `<bos>`=2, `<unk>`=3, a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
+    for ch in CHARS:
+        vocab.setdefault(ch, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    backend.decoder = decoders.Fuse()  # decode "a b c" back to "abc"
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
+    tok.chat_template = _CHAT_TEMPLATE
+    return tok
+
+
+def build_wordpiece_tokenizer(save_dir: str | os.PathLike, model_max_length: int = 512) -> PreTrainedTokenizerBase:
+    """A BERT-style WordPiece tokenizer ([CLS] a [SEP] b [SEP], token_type_ids) whose pieces are single characters.
+
+    Saved to `save_dir` (so a model directory built beside it loads with `AutoTokenizer`).
+    """
+    from transformers import BertTokenizerFast
+
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    for ch in CHARS:
+        if ch.strip():
+            pieces += [ch, f"##{ch}"]
+    tok = BertTokenizerFast(vocab={p: i for i, p in enumerate(pieces)}, do_lower_case=False,
+                            model_max_length=model_max_length)
+    tok.save_pretrained(save_dir)
+    return tok
