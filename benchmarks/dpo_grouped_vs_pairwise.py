@@ -92,7 +92,9 @@ def main() -> None:
         "model": "SmolLM2-135M-Instruct (real, fp32) + LoRA r=16 all-linear",
         "data": "recipes/data/arithmetic_ranked.jsonl train groups", "groups": len(groups), "pairs": stats.pairs,
         "completions": sum(len(c) for c in groups["completions"]), "max_length": args.max_length,
-        "command": f"python benchmarks/dpo_grouped_vs_pairwise.py --max_groups {args.max_groups}", "runs": results,
+        "command": f"python benchmarks/dpo_grouped_vs_pairwise.py --max_groups {args.max_groups} --group_batch "
+                   f"{args.group_batch} --pair_batch {args.pair_batch} --max_length {args.max_length}",
+        "group_batch": args.group_batch, "pair_batch": args.pair_batch, "runs": results,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +108,8 @@ def main() -> None:
     ])
     (out / "dpo_grouped_vs_pairwise.md").write_text(
         f"# Grouped vs pairwise DPO (CPU, {summary['cpu_threads']} threads)\n\n{len(groups)} ranked groups "
-        f"({summary['completions']} completions, {stats.pairs} pairs), SmolLM2-135M-Instruct + LoRA, 1 epoch each.\n\n"
+        f"({summary['completions']} completions, {stats.pairs} pairs), SmolLM2-135M-Instruct + LoRA, 1 epoch each; "
+        f"batches of {args.group_batch} groups ({args.group_batch * 6} pairs) vs {args.pair_batch} pairs.\n\n"
         f"{table}\n\nCommand: `{summary['command']}`\n")
     print(table)
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> dict:
     from trl_ext.recipe_utils import default_config_argv
 
     argv = ["--kl_control", args.kl_control, "--kl_target", str(args.kl_target), "--kl_horizon", str(args.kl_horizon),
-            "--kl_min_beta", str(args.kl_min_beta), "--beta", str(args.beta), "--max_steps", str(args.steps), "--logging_steps", "1",
+            "--kl_min_beta", str(args.kl_min_beta), "--per_device_train_batch_size", str(args.completions_per_step), "--beta", str(args.beta), "--max_steps", str(args.steps), "--logging_steps", "1",
             "--learning_rate", str(args.learning_rate), "--max_eval_samples", str(args.eval_samples),
             "--output_dir", f"outputs/grpo_kl_{args.kl_control}", "--seed", str(args.seed)]
     parser = TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> dict:
     summary = {
         "kl_control": args.kl_control, "kl_target": args.kl_target, "kl_target_unit": "sequence",
         "kl_horizon": args.kl_horizon, "kl_min_beta": args.kl_min_beta, "beta_start": args.beta, "learning_rate": args.learning_rate,
-        "steps": args.steps, "wall_clock_s": round(time.perf_counter() - start, 1),
+        "steps": args.steps, "completions_per_step": args.completions_per_step, "wall_clock_s": round(time.perf_counter() - start, 1),
         "mean_abs_rel_error_second_half": statistics.mean(abs(s["kl"] / args.kl_target - 1) for s in second),
         "mean_kl_second_half": statistics.mean(s["kl"] for s in second),
         "accuracy_before": result["before"], "accuracy_after": result["after"],
@@ -107,6 +107,7 @@ if __name__ == "__main__":
     parser.add_argument("--kl_min_beta", type=float, default=0.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--completions_per_step", type=int, default=8, help="Prompts x 4 generations per step.")
     parser.add_argument("--eval_samples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu"))

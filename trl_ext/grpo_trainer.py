@@ -33,10 +33,7 @@ class GRPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
     """
 
     def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
-        if args is None:  # TRL would build its own config class; build ours so the KL fields exist
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
-            args = GRPOConfig(output_dir=f"{str(name).split('/')[-1]}-GRPO")
-        self._check_kl_args(args)
+        args = self._kl_config(model, args, GRPOConfig, "GRPO")
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self._setup_kl_control()
 

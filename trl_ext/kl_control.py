@@ -255,9 +255,16 @@ class KLControlledTrainerMixin:
     completion tokens and completions it covers, summed over processes here.
     """
 
-    def _check_kl_args(self, args: Any) -> None:
+    @staticmethod
+    def _kl_config(model: Any, args: Any, config_cls: type, suffix: str) -> Any:
+        """The config to hand TRL: ours by default (TRL would build its own class, without the KL fields), re-checked
+        before TRL's `__init__` decides from `beta` whether to build a reference model."""
+        if args is None:
+            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            args = config_cls(output_dir=f"{str(name).split('/')[-1]}-{suffix}")
         if isinstance(args, KLControlArguments):
             args._validate_kl_fields()
+        return args
 
     def _setup_kl_control(self) -> None:
         self.kl_controller = build_kl_controller(self.args)

@@ -81,9 +81,10 @@ def prompt_answer_dataset(dataset: Dataset) -> Dataset:
         raise ValueError(f"Need an 'answer' column or ranked completions to take answers from; columns: {columns}")
 
     def best_answer(example: dict, index: int) -> dict:
-        key = "ranks" if "ranks" in example else "scores"
-        values = example[key]
-        best = values.index(min(values)) if key == "ranks" else values.index(max(values))
+        ranks, scores = example.get("ranks"), example.get("scores")
+        if ranks is None and scores is None:
+            raise ValueError(f"row {index}, field 'ranks': neither ranks nor scores given.")
+        best = ranks.index(min(ranks)) if ranks is not None else scores.index(max(scores))
         number = last_number(completion_text(example["completions"][best]))
         if number is None:
             raise ValueError(f"row {index}, field 'completions': the best completion holds no number.")

@@ -1,0 +1,132 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""PPO math as small pure functions: per-token rewards with a KL penalty, GAE, whitening, the clipped policy and value
+losses, entropy and explained variance.
+
+Shapes: `[B, T]` over completion tokens, right-padded, with `mask` 1 on real tokens and 0 on padding. Every function
+ignores padded positions (their values never reach a loss or a statistic).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum()
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the positions where `mask` is 1 (0 when the mask is empty)."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    n = mask.sum()
+    var = masked_sum((x - mean) ** 2, mask) / n.clamp(min=1)
+    if unbiased and n > 1:
+        var = var * n / (n - 1)
+    return var
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """(x − mean) / std over the masked positions (mean added back when `shift_mean` is False); padding stays 0."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token of each row (0 for an empty row)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return (positions * mask.long()).max(dim=1).values
+
+
+def per_token_rewards(
+    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """r_t = −β·(log π(a_t) − log π_ref(a_t)) on every real token, plus the sequence score on the last real token.
+
+    Returns `(rewards [B, T], kl [B, T])` where `kl` is the per-token log-ratio (the KL estimate whose sum over a
+    completion is its KL in nats).
+    """
+    kl = (logprobs - ref_logprobs) * mask
+    rewards = -beta * kl
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    rewards[rows, last_token_index(mask)] += scores.to(rewards.dtype)
+    return rewards * mask, kl
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over each completion (Schulman et al. 2016).
+
+    δ_t = r_t + γ·V_{t+1} − V_t with V after the last real token = 0 (the episode ends there);
+    A_t = δ_t + γλ·A_{t+1}; returns R_t = A_t + V_t. Padded positions get 0.
+    """
+    values = values * mask
+    rewards = rewards * mask
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros_like(rewards[:, 0])
+    next_advantage = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        m = mask[:, t]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        advantage = delta + gamma * lam * next_advantage
+        advantages[:, t] = advantage * m
+        # on padding, carry nothing back: the next real step sees V=0, A=0 beyond the end of its sequence
+        next_value = values[:, t] * m
+        next_advantage = advantage * m
+    returns = (advantages + values) * mask
+    return advantages, returns
+
+
+def policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+    clip_eps: float = 0.2,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped surrogate: mean over tokens of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = exp(log π − log π_old).
+
+    Also returns `clipfrac` (share of tokens where the clipped term is the larger) and `approx_kl`
+    (mean of ½·(log ρ)², an estimate of KL(π_old‖π)).
+    """
+    log_ratio = (logprobs - old_logprobs) * mask
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_mean((clipped > unclipped).float(), mask),
+            "approx_kl": masked_mean(0.5 * log_ratio**2, mask),
+            "ratio": masked_mean(ratio, mask),
+        }
+    return loss, stats
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip_eps: float = 0.2,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped value loss: ½·mean over tokens of max((V − R)², (clip(V, V_old ± ε_v) − R)²); and its clip fraction."""
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)
+    loss_unclipped = (values - returns) ** 2
+    loss_clipped = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(loss_unclipped, loss_clipped), mask)
+    with torch.no_grad():
+        stats = {"value_clipfrac": masked_mean((loss_clipped > loss_unclipped).float(), mask)}
+    return loss, stats
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position entropy of the categorical distribution given by `logits` ([..., V] -> [...])."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 − Var[R − V] / Var[R] over the masked positions (1: perfect critic, 0: no better than a constant)."""
+    var_returns = masked_var(returns, mask, unbiased=False)
+    return 1.0 - masked_var(returns - values, mask, unbiased=False) / var_returns.clamp(min=1e-12)
