@@ -277,28 +277,29 @@ def _rm_grouped(k: int) -> Scenario:
         "speed-up >= 0.8 x forward-count ratio")
 
 
-def _rm_overhead() -> Scenario:
+def _pairwise_overhead(name: str, trainer_fn: Callable[..., Built], batch_field: str, description: str,
+                       goal: str) -> Scenario:
+    """Plain TRL vs trl_ext on the same pairwise data (trl_ext's features off): what the subclass costs."""
     def make(plain: bool):
         def build(size: Size) -> Built:
-            pairs = expanded_pairs(_groups_for(size, size.rm_pairs, 2))
-            return _rm_trainer(size, plain, pairs, size.rm_pairs, size.rm_pairs)
+            n = getattr(size, batch_field)
+            return trainer_fn(size, plain, expanded_pairs(_groups_for(size, n, 2)), n, n)
         return build
 
-    return Scenario("rm_overhead", "RewardTrainer, pairwise data, features off: plain TRL vs trl_ext (overhead)",
-                    "overhead", Variant("plain TRL", make(True)), Variant("trl_ext", make(False)),
-                    "step time <= 1.02 x plain TRL")
+    return Scenario(name, description, "overhead", Variant("plain TRL", make(True)), Variant("trl_ext", make(False)),
+                    goal)
+
+
+def _rm_overhead() -> Scenario:
+    return _pairwise_overhead("rm_overhead", _rm_trainer, "rm_pairs",
+                              "RewardTrainer, pairwise data, features off: plain TRL vs trl_ext (overhead)",
+                              "step time <= 1.02 x plain TRL")
 
 
 def _dpo_overhead() -> Scenario:
-    def make(plain: bool):
-        def build(size: Size) -> Built:
-            pairs = expanded_pairs(_groups_for(size, size.dpo_pairs, 2))
-            return _dpo_trainer(size, plain, pairs, size.dpo_pairs, size.dpo_pairs)
-        return build
-
-    return Scenario("dpo_overhead", "DPOTrainer with LoRA, pairwise data, features off: plain TRL vs trl_ext",
-                    "overhead", Variant("plain TRL", make(True)), Variant("trl_ext", make(False)),
-                    "step time <= 1.02 x plain TRL; DPO LoRA MFU >= 40 % on H100/H200")
+    return _pairwise_overhead("dpo_overhead", _dpo_trainer, "dpo_pairs",
+                              "DPOTrainer with LoRA, pairwise data, features off: plain TRL vs trl_ext",
+                              "step time <= 1.02 x plain TRL; DPO LoRA MFU >= 40 % on H100/H200")
 
 
 def _dpo_grouped() -> Scenario:
