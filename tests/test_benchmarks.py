@@ -102,7 +102,12 @@ def test_cli_rejects_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             parse_args(["--size", "gpu"])
+    with pytest.raises(SystemExit):
+        parse_args(["--cpu-smoke", "--repeats", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--cpu-smoke", "--size", "small"])
     assert parse_args(["--cpu-smoke"]).size == "cpu-smoke"
+    assert parse_args(["--cpu-smoke", "--repeats", "2", "--name", "x"]).repeats == 2
 
 
 def test_cpu_smoke_run_writes_every_scenario(tmp_path):

@@ -129,8 +129,11 @@ def test_configs_validate_kl_fields(tmp_path):
     with pytest.raises(ValueError, match="kl_target must be > 0"):
         RLOOConfig(output_dir=str(tmp_path), bf16=False, kl_control="adaptive", beta=0.1, kl_target=0.0)
     args = GRPOConfig(output_dir=str(tmp_path), bf16=False, kl_control="adaptive", beta=0.05, kl_target=2.0, kl_horizon=500,
-                      kl_max_beta=1.0)
+                      kl_max_beta=1.0, kl_min_beta=0.01, kl_error_clip=0.5)
     ctl = build_kl_controller(args)
     assert isinstance(ctl, AdaptiveKLController)
-    assert (ctl.value, ctl.target, ctl.horizon, ctl.max_beta) == (0.05, 2.0, 500.0, 1.0)
+    assert (ctl.value, ctl.target, ctl.horizon, ctl.max_beta, ctl.min_beta, ctl.clip) == (0.05, 2.0, 500.0, 1.0, 0.01, 0.5)
+    assert ctl.update(4.0, 500) == pytest.approx(0.05 * 1.5)  # error 1.0 clipped at kl_error_clip 0.5
+    with pytest.raises(ValueError, match="error clip must be in"):
+        GRPOConfig(output_dir=str(tmp_path), bf16=False, kl_control="adaptive", beta=0.1, kl_error_clip=1.5)
     assert isinstance(build_kl_controller(RLOOConfig(output_dir=str(tmp_path), bf16=False)), FixedKLController)

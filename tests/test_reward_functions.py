@@ -76,6 +76,14 @@ def test_decoder_rm_uses_its_chat_template_and_truncates_left(tiny_llama_seqcls_
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
 
 
+def test_dtype_casts_the_reward_model(tiny_bert_dir):
+    model = BertClsRewardModel.from_encoder(tiny_bert_dir)
+    rm = TextRewardModel(model, AutoTokenizer.from_pretrained(tiny_bert_dir), dtype=torch.bfloat16, device="cpu")
+    assert next(rm.model.parameters()).dtype == torch.bfloat16
+    (score,) = rm(["hi"], ["there"])
+    assert isinstance(score, float)
+
+
 def test_whitening_uses_running_statistics(bert_rm):
     rm = TextRewardModel(bert_rm.model, bert_rm.tokenizer, max_length=24, device="cpu", whiten=True)
     prompts, completions = ["a", "b", "c", "d"], ["one", "two two", "three", "four four four"]
@@ -106,5 +114,7 @@ def test_bad_inputs_are_rejected(bert_rm):
         bert_rm(["a"], [3])
     with pytest.raises(ValueError, match="batch_size"):
         TextRewardModel(bert_rm.model, bert_rm.tokenizer, batch_size=0, device="cpu")
+    with pytest.raises(ValueError, match="max_length must be >= 4 tokens, got 2"):
+        TextRewardModel(bert_rm.model, bert_rm.tokenizer, max_length=2, device="cpu")
     with pytest.raises(TypeError, match="sequence-classification model or a path"):
         TextRewardModel(42, bert_rm.tokenizer)

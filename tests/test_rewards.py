@@ -49,6 +49,10 @@ def test_prompt_answer_dataset_from_ranked_and_gsm8k_rows():
     assert rows.column_names == ["prompt", "answer"] and rows["answer"] == ["5", "8"]
     scored = Dataset.from_list([{"prompt": "What is 4 x 3?", "completions": ["4 x 3 = 12.", "no"], "scores": [2.0, -1]}])
     assert prompt_answer_dataset(scored)["answer"] == ["12"]
+    big = Dataset.from_list([{"prompt": "p", "completions": ["1234567", "2.5"], "ranks": [0, 1]},
+                             {"prompt": "q", "completions": ["x = 2.5", "3"], "ranks": [0, 1]}])
+    answers = prompt_answer_dataset(big)["answer"]
+    assert answers == ["1234567", "2.5"] and final_number_reward(["1234567", "2.5"], answer=answers) == [1.0, 1.0]
     gsm = Dataset.from_list([{"question": "How many?", "answer": "... #### 7"}])
     assert prompt_answer_dataset(gsm)[0] == {"prompt": "How many?", "answer": "... #### 7"}
     with pytest.raises(ValueError, match="row 0, field 'completions'"):

@@ -88,7 +88,8 @@ def prompt_answer_dataset(dataset: Dataset) -> Dataset:
         number = last_number(completion_text(example["completions"][best]))
         if number is None:
             raise ValueError(f"row {index}, field 'completions': the best completion holds no number.")
-        return {"prompt": example["prompt"], "answer": f"{number:g}"}
+        # exact text: "%g" would print 1234567 as "1.23457e+06", whose last number is 6
+        return {"prompt": example["prompt"], "answer": str(int(number)) if number.is_integer() else repr(number)}
 
     return dataset.map(best_answer, with_indices=True, remove_columns=columns)
 
