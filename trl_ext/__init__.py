@@ -38,6 +38,7 @@ from .reward_head import (
     is_encoder_config,
     render_messages,
 )
+from .ppo_trainer import PPOConfig, PPOTrainer, ValueHead
 from .qlora import add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config
 from .ranking import RankedDataArguments
 from .reward_functions import RunningMoments, TextRewardModel
@@ -53,6 +54,9 @@ __all__ = [
     "GRPOTrainer",
     "KLControlArguments",
     "KLControlCallback",
+    "PPOConfig",
+    "PPOTrainer",
+    "ValueHead",
     "RLOOConfig",
     "RLOOTrainer",
     "build_kl_controller",

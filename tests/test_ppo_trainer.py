@@ -1,0 +1,289 @@
+"""PPOTrainer (critic, GAE, KL-in-reward) on tiny random Llamas (CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+
+import pytest
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+
+import trl_ext
+from trl_ext.utils import REPO_ROOT
+
+PPO_METRICS = ("objective/scores", "objective/kl", "objective/entropy", "ppo/policy_loss", "ppo/value_loss",
+               "ppo/clipfrac", "ppo/value_clipfrac", "ppo/approx_kl", "ppo/explained_variance", "ppo/returns_mean",
+               "kl_ctl/beta", "kl_ctl/kl")
+
+
+def reward_a(completions, **kwargs):
+    return [c.count("a") / max(len(c), 1) for c in completions]
+
+
+def reward_varied(completions, **kwargs):
+    """Differs between (almost) any two completions: non-zero returns from the first rollout, so the critic learns."""
+    return [(sum(map(ord, c)) % 13) / 13 for c in completions]
+
+
+def _prompts(n=64):
+    return Dataset.from_list([{"prompt": f"say {w} please"} for w in ["abc", "dog", "cat", "zoo"] * (n // 4)])
+
+
+def _args(out, **overrides):
+    base = dict(output_dir=str(out), per_device_train_batch_size=8, max_completion_length=6, max_steps=4,
+                learning_rate=1e-2, beta=0.05, num_iterations=2, steps_per_generation=2, bf16=False, report_to=[],
+                save_strategy="no", logging_steps=1, seed=0, disable_tqdm=True, gradient_checkpointing=False)
+    base.update(overrides)
+    return trl_ext.PPOConfig(**base)
+
+
+def _lora(r=4):
+    return LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def _rows(trainer, key):
+    return [row for row in trainer.state.log_history if key in row]
+
+
+# ------------------------------------------------------------------------------------------------------------ config
+def test_config_defaults_and_aliases(tmp_path):
+    args = trl_ext.PPOConfig(output_dir=str(tmp_path), bf16=False, num_ppo_epochs=3, num_mini_batches=2)
+    assert args.num_generations == 1  # no groups needed: the critic is the baseline
+    assert args.num_iterations == 3 and args.steps_per_generation == 2
+    assert args.beta == 0.05 and args.kl_target == 6.0 and args.kl_target_unit == "sequence"
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"gamma": 1.5}, "gamma must be in"),
+    ({"lam": -0.1}, "lam must be in"),
+    ({"vf_coef": -1.0}, "vf_coef must be >= 0"),
+    ({"target_kl": -0.1}, "target_kl must be >= 0"),
+    ({"num_ppo_epochs": 0}, "PPO epochs"),
+    ({"num_mini_batches": 2, "steps_per_generation": 4}, "num_mini_batches=2 contradicts"),
+    ({"use_adaptive_entropy": True}, "use_adaptive_entropy"),
+    ({"ddp_find_unused_parameters": True}, "ddp_find_unused_parameters=True is not supported"),
+    ({"kl_control": "adaptive", "beta": 0.0}, "beta > 0"),
+])
+def test_config_rejects_bad_values(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        trl_ext.PPOConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+
+
+def test_value_model_with_another_tokenizer_is_rejected(tiny_llama_causal_dir, tiny_bert_dir, tmp_path):
+    with pytest.raises(ValueError, match="must share the policy's tokenizer"):
+        trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(),
+                           args=_args(tmp_path, value_model_path=tiny_bert_dir))
+
+
+# ---------------------------------------------------------------------------------------------------------- learning
+def test_reward_rises_on_a_learnable_rule_reward(tiny_llama_causal_dir, tmp_path):
+    """Full fine-tune with a separate critic (a copy of the policy's model): reward for emitting 'a' goes up."""
+    torch.manual_seed(0)
+    args = _args(tmp_path, per_device_train_batch_size=16, max_completion_length=8, max_steps=80, beta=0.01,
+                 lr_scheduler_type="constant", logging_steps=4)
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, args=args,
+                                 train_dataset=_prompts(256))
+    assert trainer._critic_mode == "model" and hasattr(trainer.model, "value_model")
+    trainer.train()
+    scores = [row["objective/scores"] for row in _rows(trainer, "objective/scores")]
+    assert len(scores) == 20
+    first, last = sum(scores[:3]) / 3, sum(scores[-3:]) / 3
+    assert first < 0.1 and last > 0.5, scores  # 1/|vocab| ~ 0.01 at random init
+    last_row = trainer.state.log_history[-2]
+    for name in PPO_METRICS:
+        assert name in last_row and math.isfinite(last_row[name]), name
+    assert last_row["ppo/explained_variance"] > 0  # the critic predicts the returns better than a constant
+
+
+# ------------------------------------------------------------------------------------------------ shared-base critic
+def test_shared_base_critic_trains_adapters_and_head_only(tiny_llama_causal_dir, tmp_path):
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_varied, args=_args(tmp_path),
+                                 train_dataset=_prompts(), peft_config=_lora())
+    policy = trainer.model
+    assert trainer._critic_mode == "adapter" and trainer.ref_model is None
+    assert set(policy.peft_config) == {"default", "critic"} and not hasattr(policy, "value_model")
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n or n.startswith("value_head.") for n in trainable)
+    assert any(".critic." in n for n in trainable) and any(".default." in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    trainer.train()
+    after = dict(policy.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed <= trainable
+    assert any("lora_B.default" in n for n in changed) and any("lora_B.critic" in n for n in changed)
+    assert {"value_head.summary.weight", "value_head.summary.bias"} <= changed
+    assert policy.active_adapter == "default"
+    assert all(p.requires_grad for n, p in policy.named_parameters() if n in trainable)  # flags restored
+
+    # the critic adapter never leaks into the policy: logits with it deleted are unchanged; reference = base
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        policy_logits = policy(input_ids=ids).logits
+        with policy.disable_adapter():
+            ref_logits = policy(input_ids=ids).logits
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_causal_dir)
+    with torch.no_grad():
+        assert torch.allclose(ref_logits, base(input_ids=ids).logits, atol=1e-5)
+    policy.delete_adapter("critic")
+    with torch.no_grad():
+        assert torch.allclose(policy(input_ids=ids).logits, policy_logits, atol=1e-6)
+
+
+def test_qlora_ppo_one_4bit_base(tiny_llama_causal_dir, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from transformers import AutoTokenizer
+    from trl import ModelConfig
+
+    from trl_ext import is_4bit, load_policy
+
+    model, peft_config = load_policy(ModelConfig(model_name_or_path=tiny_llama_causal_dir, load_in_4bit=True,
+                                                 use_peft=True, lora_r=4, lora_alpha=8,
+                                                 lora_target_modules=["all-linear"], dtype="float32"))
+    trainer = trl_ext.PPOTrainer(model, reward_funcs=reward_varied, args=_args(tmp_path, max_steps=3),
+                                 train_dataset=_prompts(), peft_config=peft_config,
+                                 processing_class=AutoTokenizer.from_pretrained(tiny_llama_causal_dir))
+    policy = trainer.model
+    assert is_4bit(policy) and trainer.ref_model is None and not hasattr(policy, "value_model")
+    packed = {n: p.detach().clone() for n, p in policy.named_parameters() if p.dtype == torch.uint8}
+    assert packed  # one 4-bit base, shared by policy, reference and critic
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert all(".lora_" in n or n.startswith("value_head.") for n in trainable)
+    lora_b = {n: p.detach().clone() for n, p in policy.named_parameters() if "lora_B" in n}
+    trainer.train()
+    params = dict(policy.named_parameters())
+    assert all(torch.equal(p, params[n]) for n, p in packed.items())
+    changed = {n for n, p in lora_b.items() if not torch.equal(p, params[n])}
+    assert any(".default." in n for n in changed) and any(".critic." in n for n in changed)
+    assert all(math.isfinite(row["ppo/value_loss"]) for row in _rows(trainer, "ppo/value_loss"))
+
+
+# ------------------------------------------------------------------------------------------------------ rewards
+def test_bert_cls_reward_model_with_another_tokenizer(tiny_llama_causal_dir, tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from trl_ext import BertClsRewardModel, TextRewardModel
+
+    rm = TextRewardModel(BertClsRewardModel.from_encoder(tiny_bert_dir), AutoTokenizer.from_pretrained(tiny_bert_dir),
+                         max_length=32, device="cpu", name="bert_rm")
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=rm, args=_args(tmp_path, max_steps=2),
+                                 train_dataset=_prompts(), peft_config=_lora())
+    trainer.train()
+    assert rm.num_scored == 16  # one rollout: 2 mini-batches of 8 completions, reused for 2 epochs (4 steps > 2)
+    row = _rows(trainer, "rewards/bert_rm/mean")[0]
+    assert row["objective/scores"] == pytest.approx(row["rewards/bert_rm/mean"], rel=1e-5, abs=1e-7)
+
+
+def test_reward_clip_then_missing_eos_penalty(tiny_llama_causal_dir, tmp_path):
+    def five(completions, **kwargs):
+        return [5.0] * len(completions)
+
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=five, train_dataset=_prompts(),
+                                 args=_args(tmp_path, max_steps=1, num_iterations=1, steps_per_generation=1,
+                                            max_completion_length=3, reward_clip=1.0, missing_eos_penalty=0.5))
+    trainer.train()
+    row = _rows(trainer, "objective/scores")[0]
+    # every completion is clipped to 1.0; those cut at max_completion_length (no EOS) lose 0.5
+    assert row["objective/scores"] == pytest.approx(1.0 - 0.5 * row["completions/clipped_ratio"])
+
+
+# ------------------------------------------------------------------------------------------------------ KL and stop
+def test_kl_in_reward_and_adaptive_beta(tiny_llama_causal_dir, tmp_path):
+    trainer = trl_ext.PPOTrainer(
+        tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(), peft_config=_lora(),
+        args=_args(tmp_path, max_steps=6, num_iterations=1, steps_per_generation=1, beta=0.1, kl_control="adaptive",
+                   kl_target=1e-3, kl_horizon=16))
+    trainer.train()
+    rows = _rows(trainer, "kl_ctl/beta")
+    assert len(rows) == 6
+    beta = 0.1
+    for row in rows:
+        assert row["objective/non_score_reward"] == pytest.approx(-beta * row["objective/kl"], rel=1e-4, abs=1e-9)
+        assert row["kl_ctl/kl"] == pytest.approx(row["objective/kl"], rel=1e-4, abs=1e-7)
+        beta *= 1 + 8 / 16 * max(-0.2, min(0.2, row["kl_ctl/kl"] / 1e-3 - 1))
+        assert row["kl_ctl/beta"] == pytest.approx(beta, rel=1e-6)
+    assert rows[0]["objective/kl"] == pytest.approx(0.0, abs=1e-6)  # policy = reference before the first update
+
+
+def test_target_kl_stops_the_rollout_updates(tiny_llama_causal_dir, tmp_path):
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(),
+                                 peft_config=_lora(), args=_args(tmp_path, max_steps=8, target_kl=0.0))
+    lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B.default" in n]
+    snapshots = []
+
+    class Snap(trl_ext.KLControlCallback.__mro__[1]):  # transformers.TrainerCallback
+        def on_step_end(self, args, state, control, **kwargs):
+            snapshots.append(torch.cat([p.detach().flatten() for p in lora_b]).clone())
+
+    trainer.add_callback(Snap())
+    start = torch.cat([p.detach().flatten() for p in lora_b]).clone()
+    trainer.train()
+    # 2 rollouts x (2 mini-batches x 2 epochs) = 8 steps. In each rollout the first update has approx_kl = 0 (π = π_old)
+    # and is applied; the second exceeds target_kl = 0, so it is dropped, and the 2 after it are skipped.
+    assert len(_rows(trainer, "ppo/policy_loss")) == 4
+    assert sum(row.get("ppo/skipped_updates", 0) for row in trainer.state.log_history) == 6
+    assert not torch.equal(start, snapshots[0])
+    assert all(torch.equal(snapshots[0], snapshots[k]) for k in (1, 2, 3))
+    assert not torch.equal(snapshots[3], snapshots[4])
+    assert all(torch.equal(snapshots[4], snapshots[k]) for k in (5, 6, 7))
+
+
+# ---------------------------------------------------------------------------------------------------------- resume
+def test_resume_restores_adapters_head_optimizer_and_kl(tiny_llama_causal_dir, tmp_path):
+    def run(out, resume=None):
+        torch.manual_seed(0)
+        trainer = trl_ext.PPOTrainer(
+            tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(), peft_config=_lora(),
+            args=_args(out, max_steps=4, num_iterations=1, steps_per_generation=1, kl_control="adaptive",
+                       kl_target=1e-3, kl_horizon=16, save_strategy="steps", save_steps=2))
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    full = run(tmp_path / "full")
+    ckpt = tmp_path / "full" / "checkpoint-2"
+    assert (ckpt / "value_head.safetensors").is_file() and (ckpt / "critic" / "adapter_model.safetensors").is_file()
+    assert (ckpt / "adapter_model.safetensors").is_file()  # the policy adapter, loadable on its own
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert "trl_ext.KLController" in state["stateful_callbacks"]
+    resumed = run(tmp_path / "resumed", resume=str(ckpt))
+    expected = [row["kl_ctl/beta"] for row in _rows(full, "kl_ctl/beta")][-2:]
+    assert [row["kl_ctl/beta"] for row in _rows(resumed, "kl_ctl/beta")][-2:] == pytest.approx(expected, rel=1e-9)
+    a, b = dict(full.model.named_parameters()), dict(resumed.model.named_parameters())
+    for name in ("value_head.summary.weight",) + tuple(n for n in a if "lora_B" in n):
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+
+
+def test_resume_without_value_head_is_a_clear_error(tiny_llama_causal_dir, tmp_path):
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(),
+                                 peft_config=_lora(), args=_args(tmp_path / "a", max_steps=2, save_strategy="steps",
+                                                                 save_steps=2))
+    trainer.train()
+    (tmp_path / "a" / "checkpoint-2" / "value_head.safetensors").unlink()
+    again = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(),
+                               peft_config=_lora(), args=_args(tmp_path / "b", max_steps=4))
+    with pytest.raises(FileNotFoundError, match="value_head.safetensors is missing"):
+        again.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+
+
+# ------------------------------------------------------------------------------------------------------------- DDP
+def test_two_process_ddp(tiny_llama_causal_dir, tmp_path):
+    out = tmp_path / "ddp"
+    out.mkdir()
+    env = dict(os.environ, ACCELERATE_USE_CPU="true")
+    proc = subprocess.run(
+        ["accelerate", "launch", "--config_file", str(REPO_ROOT / "recipes" / "accelerate" / "cpu_ddp.yaml"),
+         str(REPO_ROOT / "tests" / "kl_ddp_worker.py"), tiny_llama_causal_dir, str(out), "ppo"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [json.loads((out / f"beta_rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    assert len(ranks[0]["betas"]) == 3 and ranks[0]["betas"] == ranks[1]["betas"]
+    assert ranks[0]["betas"] != [0.1, 0.1, 0.1]
+    trained = ranks[0]["trained"]
+    assert any(".critic." in n for n in trained) and "value_head.summary.weight" in trained
+    assert trained == ranks[1]["trained"]  # policy adapter, critic adapter and head synced by DDP
