@@ -163,6 +163,8 @@ def compare(scenario: Scenario, base: dict[str, Any], cand: dict[str, Any], on_g
         big = max(base["params"].values()) >= 1e9
         goal["applies"] = big and on_gpu
         goal["met"] = (ratios["peak_memory"] <= 0.45) if goal["applies"] else None
+    elif scenario.kind == "throughput_memory":
+        goal["met"] = ratios["samples_per_s"] >= 0.8 and ratios["peak_memory"] <= 1.25
     elif scenario.kind == "share":
         goal["reward_model_share"] = cand.get("reward_model_share_of_step")
         goal["met"] = goal["reward_model_share"] <= 0.05 if goal["reward_model_share"] is not None else None

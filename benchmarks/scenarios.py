@@ -246,7 +246,7 @@ class Variant:
 class Scenario:
     name: str
     description: str
-    kind: str  # "overhead" | "speedup" | "memory" | "share"
+    kind: str  # "overhead" | "speedup" | "memory" | "share" | "throughput_memory"
     baseline: Variant
     candidate: Variant
     goal: str
@@ -370,7 +370,46 @@ def _grpo_bert() -> Scenario:
                     "BERT scoring <= 5 % of the GRPO step")
 
 
+def _online_trainer(size: Size, algo: str) -> Built:
+    """TRL's RLOOTrainer or trl_ext's PPOTrainer (critic = second LoRA adapter + head on the same base), LoRA policy,
+    the same prompt stream, reward, completions per step and one optimizer step per rollout."""
+    import trl
+
+    import trl_ext
+
+    built = build_model(size.decoder, "causal_lm", _dtype(size))
+    n = size.grpo_prompts * size.grpo_generations
+    common = _common_args(size, n, num_generations=size.grpo_generations,
+                          max_completion_length=size.grpo_completion_len, beta=0.04, temperature=1.0,
+                          log_completions=False)
+    if algo == "ppo":
+        args = trl_ext.PPOConfig(**common, num_iterations=1, steps_per_generation=1)
+        trainer_cls = trl_ext.PPOTrainer
+    else:
+        args = trl.RLOOConfig(**common)
+        trainer_cls = trl.RLOOTrainer
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(built.path, dtype=_dtype(size))
+    trainer = trainer_cls(model, reward_funcs=[letter_a_reward], args=args,
+                          train_dataset=prompt_only(n * (size.warmup + size.steps + 1), size.prompt_len),
+                          processing_class=_tokenizer(built), peft_config=_lora("CAUSAL_LM"))
+    return Built(trainer, [TokenCounter(_counted_module(trainer.model), "policy", built.n_params)], float(n))
+
+
+def _ppo_vs_rloo() -> Scenario:
+    def make(algo: str):
+        def build(size: Size) -> Built:
+            return _online_trainer(size, algo)
+        return build
+
+    return Scenario("ppo_vs_rloo", "LoRA policy, rule reward, same prompts and completions per step, one update per "
+                    "rollout: TRL's RLOOTrainer vs trl_ext PPOTrainer (critic LoRA adapter + value head on the same "
+                    "base, GAE)", "throughput_memory", Variant("TRL RLOO", make("rloo")),
+                    Variant("trl_ext PPO + critic", make("ppo")), "samples/s >= 0.8 x and peak memory <= 1.25 x RLOO")
+
+
 def all_scenarios() -> dict[str, Scenario]:
     scenarios = [_rm_overhead(), _rm_grouped(4), _rm_grouped(8), _dpo_overhead(), _dpo_grouped(), _dpo_qlora(),
-                 _grpo_qlora(), _grpo_overhead(), _grpo_bert()]
+                 _grpo_qlora(), _grpo_overhead(), _grpo_bert(), _ppo_vs_rloo()]
     return {s.name: s for s in scenarios}

@@ -117,3 +117,16 @@ def wandb_history(path) -> list[dict]:
             rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                          for item in record.history.item})
     return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_dir(tmp_path_factory, tiny_bert_dir):
+    """An untrained BERT-CLS reward model (tiny random BERT + MiniLM tokenizer) saved as a recipe would save it."""
+    from transformers import AutoTokenizer
+
+    from trl_ext import BertClsRewardModel
+
+    path = tmp_path_factory.mktemp("tiny_rm")
+    BertClsRewardModel.from_encoder(tiny_bert_dir).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(path)
+    return str(path)

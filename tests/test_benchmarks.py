@@ -144,6 +144,11 @@ def test_cpu_smoke_run_writes_every_scenario(tmp_path):
     share = by_name["grpo_bert_rm"]["variants"]["candidate"]["reward_model_share_of_step"]
     assert 0.0 < share < 1.0
     assert "reward_model_share_of_step" not in by_name["grpo_bert_rm"]["variants"]["baseline"]
+    ppo = by_name["ppo_vs_rloo"]
+    assert ppo["variants"]["baseline"]["trainer"].endswith("trl.trainer.rloo_trainer.RLOOTrainer")
+    assert ppo["variants"]["candidate"]["trainer"] == "trl_ext.ppo_trainer.PPOTrainer"
+    assert ppo["goal"]["met"] in (True, False)  # both conditions evaluated on CPU too
+    assert ppo["variants"]["baseline"]["samples_per_step"] == ppo["variants"]["candidate"]["samples_per_step"]
     md = (out / "cpu-smoke.md").read_text()
     assert "random" in md and all(name in md for name in by_name)
     assert (out / "cpu-smoke_throughput.png").stat().st_size > 1000

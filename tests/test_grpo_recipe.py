@@ -19,18 +19,6 @@ def _run(cmd, cwd, timeout=900):
     return proc
 
 
-@pytest.fixture(scope="module")
-def tiny_rm_dir(tmp_path_factory, tiny_bert_dir):
-    from transformers import AutoTokenizer
-
-    from trl_ext import BertClsRewardModel
-
-    path = tmp_path_factory.mktemp("tiny_rm")
-    BertClsRewardModel.from_encoder(tiny_bert_dir).save_pretrained(path)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(path)
-    return str(path)
-
-
 def test_recipe_runs_with_a_reward_model(tmp_path, tiny_llama_causal_dir, tiny_rm_dir):
     out = tmp_path / "grpo"
     proc = _run([sys.executable, RECIPE, "--model_name_or_path", tiny_llama_causal_dir, "--dtype", "float32",

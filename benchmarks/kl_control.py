@@ -1,13 +1,14 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
-"""GRPO on the real SmolLM2-135M-Instruct with adaptive vs fixed KL control: KL and β per step, tracking error.
+"""GRPO or PPO on the real SmolLM2-135M-Instruct with adaptive vs fixed KL control: KL, β and reward per update.
 
-    python benchmarks/grpo_kl_control.py --kl_control fixed    --steps 60 --out benchmarks/results/cpu
-    python benchmarks/grpo_kl_control.py --kl_control adaptive --steps 60 --kl_target 0.1 --kl_horizon 16
-    python benchmarks/grpo_kl_control.py --plot                 # both runs' JSON -> grpo_kl_control.png / .md
+    python benchmarks/kl_control.py --algo grpo --kl_control fixed    --steps 60 --out benchmarks/results/cpu
+    python benchmarks/kl_control.py --algo grpo --kl_control adaptive --steps 60 --kl_target 0.1 --kl_horizon 16
+    python benchmarks/kl_control.py --algo ppo  --kl_control adaptive --steps 80 --kl_target 1.0
+    python benchmarks/kl_control.py --algo ppo --plot     # both runs' JSON -> ppo_kl_control.png / .md
 
-Each run uses recipes/grpo.py's defaults (LoRA, bundled arithmetic prompts, rule rewards) with `logging_steps=1`, and
-writes `grpo_kl_<mode>.json`: per step the measured KL (nats per sequence), β, reward; and the mean |KL/target − 1|
-over the second half of training.
+Each run uses recipes/<algo>.py's defaults (LoRA, bundled arithmetic prompts, rule rewards) with `logging_steps=1`, and
+writes `<algo>_kl_<mode>.json`: per KL measurement (GRPO: every step; PPO: every rollout) the KL in nats per
+completion, β, reward; and the mean |KL/target − 1| over the second half of training.
 """
 
 from __future__ import annotations
@@ -23,69 +24,83 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(args: argparse.Namespace) -> dict:
-    sys.path.insert(0, str(REPO / "recipes"))
-    from grpo import DEFAULT_CONFIG, GRPOScriptArguments, main
+    import importlib
+
     from trl import ModelConfig, TrlParser
 
-    from trl_ext import GRPOConfig
-    from trl_ext.recipe_utils import default_config_argv
+    from trl_ext import GRPOConfig, PPOConfig
+    from trl_ext.recipe_utils import MathsRLScriptArguments, default_config_argv
+
+    sys.path.insert(0, str(REPO / "recipes"))
+    recipe = importlib.import_module(args.algo)
+    # GRPO: completions per step = per-device batch; PPO: completions per rollout = batch x mini-batches
+    per_device = args.completions_per_step // (args.ppo_mini_batches if args.algo == "ppo" else 1)
 
     argv = ["--kl_control", args.kl_control, "--kl_target", str(args.kl_target), "--kl_horizon", str(args.kl_horizon),
-            "--kl_min_beta", str(args.kl_min_beta), "--per_device_train_batch_size", str(args.completions_per_step), "--beta", str(args.beta), "--max_steps", str(args.steps), "--logging_steps", "1",
+            "--kl_min_beta", str(args.kl_min_beta), "--per_device_train_batch_size", str(per_device), "--beta", str(args.beta), "--max_steps", str(args.steps), "--logging_steps", "1",
             "--learning_rate", str(args.learning_rate), "--max_eval_samples", str(args.eval_samples),
-            "--output_dir", f"outputs/grpo_kl_{args.kl_control}", "--seed", str(args.seed)]
-    parser = TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(args=default_config_argv(argv, DEFAULT_CONFIG))
+            "--output_dir", f"outputs/{args.algo}_kl_{args.kl_control}", "--seed", str(args.seed)]
+    if args.algo == "ppo":
+        argv += ["--steps_per_generation", str(args.ppo_mini_batches)]
+    parser = TrlParser((MathsRLScriptArguments, PPOConfig if args.algo == "ppo" else GRPOConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config(
+        args=default_config_argv(argv, recipe.DEFAULT_CONFIG))
     start = time.perf_counter()
-    result = main(script_args, training_args, model_args)
+    result = recipe.main(script_args, training_args, model_args)
     trainer = result["trainer"]
     rows = [r for r in trainer.state.log_history if "kl_ctl/kl" in r]
     steps = [{"step": r["step"], "kl": r["kl_ctl/kl"], "beta": r["kl_ctl/beta"], "reward": r.get("reward"),
+              "value_loss": r.get("ppo/value_loss"), "explained_variance": r.get("ppo/explained_variance"),
               "kl_token_mean": r.get("kl"), "completion_length": r.get("completions/mean_length")} for r in rows]
     second = steps[len(steps) // 2:]
     summary = {
-        "kl_control": args.kl_control, "kl_target": args.kl_target, "kl_target_unit": "sequence",
+        "algo": args.algo, "kl_control": args.kl_control, "kl_target": args.kl_target, "kl_target_unit": "sequence",
         "kl_horizon": args.kl_horizon, "kl_min_beta": args.kl_min_beta, "beta_start": args.beta, "learning_rate": args.learning_rate,
         "steps": args.steps, "completions_per_step": args.completions_per_step, "wall_clock_s": round(time.perf_counter() - start, 1),
         "mean_abs_rel_error_second_half": statistics.mean(abs(s["kl"] / args.kl_target - 1) for s in second),
         "mean_kl_second_half": statistics.mean(s["kl"] for s in second),
+        "mean_reward_first_quarter": statistics.mean(s["reward"] for s in steps[:max(1, len(steps) // 4)]),
+        "mean_reward_last_quarter": statistics.mean(s["reward"] for s in steps[-max(1, len(steps) // 4):]),
         "accuracy_before": result["before"], "accuracy_after": result["after"],
-        "model": "SmolLM2-135M-Instruct (real) + LoRA r=16", "command": "python benchmarks/grpo_kl_control.py "
+        "model": "SmolLM2-135M-Instruct (real) + LoRA r=16", "command": "python benchmarks/kl_control.py "
         + " ".join(sys.argv[1:]), "per_step": steps,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"grpo_kl_{args.kl_control}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"{args.algo}_kl_{args.kl_control}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{args.kl_control}: mean |KL/target - 1| over the second half = "
           f"{summary['mean_abs_rel_error_second_half']:.3f}; beta {args.beta} -> {trainer.beta:.4g}")
     return summary
 
 
-def plot(out: Path) -> None:
+def plot(out: Path, algo: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {m: json.loads((out / f"grpo_kl_{m}.json").read_text()) for m in ("adaptive", "fixed")
-            if (out / f"grpo_kl_{m}.json").exists()}
+    runs = {m: json.loads((out / f"{algo}_kl_{m}.json").read_text()) for m in ("adaptive", "fixed")
+            if (out / f"{algo}_kl_{m}.json").exists()}
     if not runs:
-        raise SystemExit(f"no grpo_kl_*.json in {out}")
-    fig, (ax_kl, ax_beta) = plt.subplots(1, 2, figsize=(11, 4))
+        raise SystemExit(f"no {algo}_kl_*.json in {out}")
+    fig, (ax_kl, ax_beta, ax_reward) = plt.subplots(1, 3, figsize=(15, 4))
     for mode, run in runs.items():
         steps = [s["step"] for s in run["per_step"]]
         ax_kl.plot(steps, [s["kl"] for s in run["per_step"]], label=f"{mode} (second-half |KL/target-1| "
                    f"{run['mean_abs_rel_error_second_half']:.2f})")
         ax_beta.plot(steps, [s["beta"] for s in run["per_step"]], label=mode)
+        ax_reward.plot(steps, [s["reward"] for s in run["per_step"]], label=mode)
     target = next(iter(runs.values()))["kl_target"]
     ax_kl.axhline(target, color="k", ls="--", lw=1, label=f"target {target}")
     ax_kl.set(xlabel="optimizer step", ylabel="KL(pi || pi_ref), nats per completion", title="measured KL")
     ax_beta.set(xlabel="optimizer step", ylabel="beta", title="KL coefficient")
+    ax_reward.set(xlabel="optimizer step", ylabel="mean reward of the rollout", title="reward")
+    ax_reward.legend(fontsize=8)
     ax_kl.legend(fontsize=8)
     ax_beta.legend(fontsize=8)
-    fig.suptitle("GRPO, SmolLM2-135M-Instruct + LoRA, bundled arithmetic prompts (CPU)")
+    fig.suptitle(f"{algo.upper()}, SmolLM2-135M-Instruct + LoRA, bundled arithmetic prompts (CPU)")
     fig.tight_layout()
-    fig.savefig(out / "grpo_kl_control.png", dpi=110)
+    fig.savefig(out / f"{algo}_kl_control.png", dpi=110)
     lines = ["| run | target | horizon | β start -> end | mean KL, 2nd half | mean abs(KL/target - 1), 2nd half | "
              "greedy accuracy before -> after | wall-clock s |", "|---|---|---|---|---|---|---|---|"]
     for mode, run in runs.items():
@@ -93,13 +108,14 @@ def plot(out: Path) -> None:
                      f"{run['per_step'][-1]['beta']:.4g} | {run['mean_kl_second_half']:.4g} | "
                      f"{run['mean_abs_rel_error_second_half']:.3f} | {run['accuracy_before']:.3f} -> "
                      f"{run['accuracy_after']:.3f} | {run['wall_clock_s']} |")
-    (out / "grpo_kl_control.md").write_text("# GRPO KL control on SmolLM2-135M (CPU)\n\n" + "\n".join(lines) + "\n\n"
+    (out / f"{algo}_kl_control.md").write_text(f"# {algo.upper()} KL control on SmolLM2-135M (CPU)\n\n" + "\n".join(lines) + "\n\n"
                                            + "\n".join(f"* {m}: `{r['command']}`" for m, r in runs.items()) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=["grpo", "ppo"], default="grpo")
     parser.add_argument("--kl_control", choices=["adaptive", "fixed"], default="adaptive")
     parser.add_argument("--kl_target", type=float, default=0.5)
     parser.add_argument("--kl_horizon", type=float, default=16)
@@ -107,13 +123,15 @@ if __name__ == "__main__":
     parser.add_argument("--kl_min_beta", type=float, default=0.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--completions_per_step", type=int, default=8, help="Prompts x 4 generations per step.")
+    parser.add_argument("--completions_per_step", type=int, default=8,
+                        help="GRPO: prompts x 4 generations per step; PPO: completions per rollout.")
+    parser.add_argument("--ppo_mini_batches", type=int, default=2, help="PPO: optimizer steps per rollout epoch.")
     parser.add_argument("--eval_samples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu"))
     parser.add_argument("--plot", action="store_true", help="Only combine existing JSON into the plot and table.")
     cli = parser.parse_args()
     if cli.plot:
-        plot(Path(cli.out))
+        plot(Path(cli.out), cli.algo)
     else:
         run(cli)
