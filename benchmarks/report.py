@@ -57,8 +57,8 @@ def markdown(rows: list[dict[str, Any]], size: str) -> str:
         f"# Benchmark `{size}`: size `{meta['size']}` on {meta['device_name']}",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + "  ",
-        f"Weights are **random** (architectures from public configs: "
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + "  ",
+        "Weights are **random** (architectures from public configs: "
         + ", ".join(f"{k} = {v}" for k, v in meta["shapes"].items()) + ").  ",
         f"Warm-up {meta['size_config']['warmup']} + measured {meta['size_config']['steps']} optimizer steps per variant"
         + (f", {meta['repeats']} repeats in alternating order" if meta.get("repeats", 1) > 1 else "")

@@ -10,10 +10,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 import trl_ext
-
-
-def reward_a(completions, **kwargs):
-    return [c.count("a") / max(len(c), 1) for c in completions]
+from trl_ext.testing import reward_a
 
 
 class RecordBeta(TrainerCallback):

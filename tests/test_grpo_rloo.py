@@ -6,23 +6,14 @@ import json
 import math
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
 from datasets import Dataset
 
 import trl_ext
+from trl_ext.testing import reward_a, reward_varied
 from trl_ext.utils import REPO_ROOT
-
-
-def reward_a(completions, **kwargs):
-    return [c.count("a") / max(len(c), 1) for c in completions]
-
-
-def reward_varied(completions, **kwargs):
-    """Differs between (almost) any two different completions, so group advantages are non-zero."""
-    return [(sum(map(ord, c)) % 13) / 13 for c in completions]
 
 
 def _prompts(n=24):

@@ -1,7 +1,6 @@
 """Integration tests on the real MiniLM encoder, the real shared data and the recipe (each a few steps)."""
 
 import subprocess
-import sys
 
 import pytest
 import torch

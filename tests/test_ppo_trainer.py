@@ -13,20 +13,12 @@ from datasets import Dataset
 from peft import LoraConfig
 
 import trl_ext
+from trl_ext.testing import reward_a, reward_varied
 from trl_ext.utils import REPO_ROOT
 
 PPO_METRICS = ("objective/scores", "objective/kl", "objective/entropy", "ppo/policy_loss", "ppo/value_loss",
                "ppo/clipfrac", "ppo/value_clipfrac", "ppo/approx_kl", "ppo/explained_variance", "ppo/returns_mean",
                "kl_ctl/beta", "kl_ctl/kl")
-
-
-def reward_a(completions, **kwargs):
-    return [c.count("a") / max(len(c), 1) for c in completions]
-
-
-def reward_varied(completions, **kwargs):
-    """Differs between (almost) any two completions: non-zero returns from the first rollout, so the critic learns."""
-    return [(sum(map(ord, c)) % 13) / 13 for c in completions]
 
 
 def _prompts(n=64):
@@ -77,6 +69,27 @@ def test_value_model_with_another_tokenizer_is_rejected(tiny_llama_causal_dir, t
     with pytest.raises(ValueError, match="must share the policy's tokenizer"):
         trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(),
                            args=_args(tmp_path, value_model_path=tiny_bert_dir))
+
+
+def test_value_model_initialised_from_a_decoder_reward_model(tiny_llama_causal_dir, tiny_llama_seqcls_dir, tmp_path):
+    """InstructGPT's critic: a separate model started from the RM (same tokenizer), value head = the RM's score head."""
+    from transformers import AutoModelForSequenceClassification
+
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_varied, train_dataset=_prompts(),
+                                 peft_config=_lora(), args=_args(tmp_path, value_model_path=tiny_llama_seqcls_dir,
+                                                                 max_steps=2))
+    policy = trainer.model
+    assert trainer._critic_mode == "model" and "critic" not in policy.peft_config
+    rm = AutoModelForSequenceClassification.from_pretrained(tiny_llama_seqcls_dir)
+    assert torch.equal(policy.value_head.summary.weight, rm.score.weight)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    values = trainer._values(policy, ids, torch.ones_like(ids), logits_to_keep=3)
+    with torch.no_grad():
+        rm_scores = rm.score(rm.model(input_ids=ids).last_hidden_state)[0, :, 0]
+    assert torch.allclose(values[0], rm_scores[2:5], atol=1e-5)  # V(s_t) = the RM's score of the prefix before a_t
+    trainer.train()
+    assert not torch.equal(policy.value_head.summary.weight, rm.score.weight)
+    assert all(p.requires_grad for p in policy.value_model.parameters())
 
 
 # ---------------------------------------------------------------------------------------------------------- learning
@@ -190,6 +203,57 @@ def test_reward_clip_then_missing_eos_penalty(tiny_llama_causal_dir, tmp_path):
     row = _rows(trainer, "objective/scores")[0]
     # every completion is clipped to 1.0; those cut at max_completion_length (no EOS) lose 0.5
     assert row["objective/scores"] == pytest.approx(1.0 - 0.5 * row["completions/clipped_ratio"])
+
+
+def test_conversational_prompts_and_a_trl_reward_model(tiny_llama_causal_dir, tiny_llama_seqcls_dir, tmp_path):
+    """Conversational prompt-only data (chat template applied by TRL) and a TRL-style RM given by path, next to a
+    rule reward on the message content."""
+    from trl_ext.rewards import completion_text
+
+    def says_a(completions, **kwargs):
+        return [completion_text(c).count("a") / max(len(completion_text(c)), 1) for c in completions]
+
+    seen = []
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": f"say {w}"}]} for w in ["abc", "dog"] * 16])
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=[says_a, tiny_llama_seqcls_dir],
+                                 train_dataset=data, peft_config=_lora(), args=_args(tmp_path, max_steps=1))
+    original = trainer._calculate_rewards
+    trainer._calculate_rewards = lambda inputs, prompts, completions, ids: (
+        seen.extend(completions) or original(inputs, prompts, completions, ids))
+    trainer.train()
+    assert seen and all(isinstance(c, list) and c[0]["role"] == "assistant" for c in seen)
+    row = _rows(trainer, "objective/scores")[0]
+    names = [k for k in row if k.startswith("rewards/") and k.endswith("/mean")]
+    assert len(names) == 2
+    assert row["objective/scores"] == pytest.approx(sum(row[k] for k in names), rel=1e-4, abs=1e-6)
+
+
+def test_loss_combines_policy_value_and_entropy_terms(tiny_llama_causal_dir, tmp_path):
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_varied, train_dataset=_prompts(),
+                                 peft_config=_lora(), args=_args(tmp_path, max_steps=3, vf_coef=0.3,
+                                                                 entropy_coef=0.5))
+    trainer.train()
+    rows = _rows(trainer, "ppo/policy_loss")
+    assert len(rows) == 3
+    for row in rows:  # loss = policy loss + vf_coef * value loss - entropy_coef * entropy
+        expected = row["ppo/policy_loss"] + 0.3 * row["ppo/value_loss"] - 0.5 * row["objective/entropy"]
+        assert row["loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_whiten_rewards_changes_the_returns(tiny_llama_causal_dir, tmp_path):
+    def five(completions, **kwargs):
+        return [5.0] * len(completions)
+
+    returns = {}
+    for whiten in (False, True):
+        trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=five, train_dataset=_prompts(),
+                                     args=_args(tmp_path / str(whiten), max_steps=1, whiten_rewards=whiten,
+                                                max_completion_length=4))
+        trainer.train()
+        returns[whiten] = _rows(trainer, "ppo/returns_mean")[0]["ppo/returns_mean"]
+    # unwhitened: 5 at the last token, discounted by lambda before it (V = 0 at start); whitened: scaled by 1/std
+    assert 3.0 < returns[False] <= 5.0 + 1e-3
+    assert returns[True] != pytest.approx(returns[False], rel=0.05)
 
 
 # ------------------------------------------------------------------------------------------------------ KL and stop

@@ -5,7 +5,7 @@ import torch
 import trl
 from datasets import Dataset
 
-from trl_ext import BertClsRewardModel, RewardConfig, RewardTrainer, ranked_to_pairs
+from trl_ext import BertClsRewardModel, RewardConfig, RewardTrainer
 
 RANKED = [
     {"prompt": "how do i boil an egg", "completions": ["boil it for nine minutes", "no", "cook it", "dogs bark"],

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import trl
-from datasets import Dataset, IterableDataset
+from datasets import Dataset
 from transformers.modeling_outputs import CausalLMOutput
 from trl.data_utils import get_dataset_column_names
 from trl.trainer.dpo_trainer import DataCollatorForPreference

@@ -15,7 +15,6 @@ import contextlib
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import trl
@@ -61,7 +60,8 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
                   "exceeds this (averaged over processes)."})
     value_model_path: str | None = field(
         default=None,
-        metadata={"help": "A separate critic backbone (same tokenizer as the policy, e.g. a decoder RM). Default: "
+        metadata={"help": "A separate critic backbone (same tokenizer as the policy). A sequence-classification RM "
+                  "checkpoint also starts the value head from its score head (InstructGPT). Default: "
                   "a second LoRA adapter on the policy's own base (needs a PEFT policy); a full fine-tune without "
                   "this falls back to a copy of the policy's model."})
     critic_adapter_name: str = field(default="critic", metadata={"help": "Name of the critic's LoRA adapter."})
@@ -164,6 +164,7 @@ class PPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
         policy = self.model
         device = next(p for p in policy.parameters()).device
         self._policy_adapter = None
+        score_head = None
         if self.args.value_model_path is None and isinstance(policy, PeftModel):
             self._critic_mode = "adapter"
             self._policy_adapter = policy.active_adapter
@@ -174,25 +175,41 @@ class PPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
             policy.set_adapter(self._policy_adapter)
             hidden = policy.get_base_model().config.get_text_config().hidden_size
         else:
-            from transformers import AutoModel
-
-            self._critic_mode = "model"
-            path = self.args.value_model_path or policy.config._name_or_path
-            value_model = AutoModel.from_pretrained(path, dtype=torch.float32).to(device)
-            vocab, policy_vocab = value_model.config.get_text_config().vocab_size, policy.config.get_text_config().vocab_size
-            if vocab != policy_vocab:
-                raise ValueError(
-                    f"value model {path!r} has vocab_size {vocab} but the policy has {policy_vocab}: the critic scores "
-                    "the policy's tokens, so it must share the policy's tokenizer (an encoder RM with its own "
-                    "tokenizer can be the reward through trl_ext.TextRewardModel, not the critic).")
-            policy.add_module("value_model", value_model)
+            value_model, score_head = self._load_value_model(policy)
+            policy.add_module("value_model", value_model.to(device))
             hidden = value_model.config.get_text_config().hidden_size
-        policy.add_module("value_head", ValueHead(hidden).to(device))
+        head = ValueHead(hidden)
+        if score_head is not None:  # InstructGPT: the critic starts as the RM
+            with torch.no_grad():
+                head.summary.weight.copy_(score_head.weight.float())
+                if score_head.bias is not None:
+                    head.summary.bias.copy_(score_head.bias.float())
+        policy.add_module("value_head", head.to(device))
         self._trainable = [p for p in policy.parameters() if p.requires_grad]
         if self._critic_mode == "adapter":
             self._trainable += [p for n, p in policy.named_parameters() if f".{self.args.critic_adapter_name}." in n]
         for p in self._trainable:
             p.requires_grad_(True)
+
+    def _load_value_model(self, policy: nn.Module) -> tuple[nn.Module, nn.Linear | None]:
+        """The separate critic's body, and the scalar head of a sequence-classification checkpoint (a reward model) to
+        start the value head from (None for a plain LM / backbone)."""
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+        self._critic_mode = "model"
+        path = self.args.value_model_path or policy.config._name_or_path
+        config = AutoConfig.from_pretrained(path)
+        vocab, policy_vocab = config.get_text_config().vocab_size, policy.config.get_text_config().vocab_size
+        if vocab != policy_vocab:
+            raise ValueError(
+                f"value model {path!r} has vocab_size {vocab} but the policy has {policy_vocab}: the critic scores the "
+                "policy's tokens, so it must share the policy's tokenizer (an encoder RM with its own tokenizer can "
+                "be the reward through trl_ext.TextRewardModel, not the critic).")
+        if any(a.endswith("ForSequenceClassification") for a in config.architectures or []) and config.num_labels == 1:
+            rm = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+            heads = [m for m in rm.children() if isinstance(m, nn.Linear) and m.out_features == 1]
+            return _backbone(rm), (heads[-1] if heads else None)
+        return AutoModel.from_pretrained(path, dtype=torch.float32), None
 
     @contextlib.contextmanager
     def _critic_active(self, policy: nn.Module):
