@@ -23,6 +23,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _device() -> str:
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "trl", "peft", "accelerate", "trl_ext")}
+
+
 def run(args: argparse.Namespace) -> dict:
     import importlib
 
@@ -62,7 +78,8 @@ def run(args: argparse.Namespace) -> dict:
         "mean_reward_first_quarter": statistics.mean(s["reward"] for s in steps[:max(1, len(steps) // 4)]),
         "mean_reward_last_quarter": statistics.mean(s["reward"] for s in steps[-max(1, len(steps) // 4):]),
         "accuracy_before": result["before"], "accuracy_after": result["after"],
-        "model": "SmolLM2-135M-Instruct (real) + LoRA r=16", "command": "python benchmarks/kl_control.py "
+        "model": "SmolLM2-135M-Instruct (real) + LoRA r=16", "device": _device(), "versions": _versions(),
+        "command": "python benchmarks/kl_control.py "
         + " ".join(sys.argv[1:]), "per_step": steps,
     }
     out = Path(args.out)

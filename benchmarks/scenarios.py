@@ -13,6 +13,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -335,10 +336,8 @@ def _dpo_qlora() -> Scenario:
 
 
 def _grpo_qlora() -> Scenario:
-    def make(quantized: bool):
-        def build(size: Size) -> Built:
-            return _grpo_trainer(size, quantized, with_bert=False, shape=size.qlora_decoder)
-        return build
+    def make(quantized: bool) -> Callable[[Size], Built]:
+        return lambda size: _grpo_trainer(size, quantized, with_bert=False, shape=size.qlora_decoder)
 
     return Scenario("grpo_qlora", "GRPOTrainer (TRL's), rule-based reward: LoRA on the unquantised base (bf16 on GPU, fp32 on CPU) vs "
                     "4-bit NF4 QLoRA policy",
@@ -347,26 +346,23 @@ def _grpo_qlora() -> Scenario:
 
 
 def _grpo_overhead() -> Scenario:
-    def make(plain: bool):
-        def build(size: Size) -> Built:
-            return _grpo_trainer(size, None, with_bert=False, plain=plain, kl_control="adaptive")
-        return build
+    def make(**variant) -> Callable[[Size], Built]:
+        return partial(_grpo_trainer, quantized=None, with_bert=False, kl_control="adaptive", **variant)
 
     return Scenario("grpo_adaptive_kl_overhead", "GRPO with LoRA, rule reward: plain TRL GRPOTrainer (fixed beta) vs "
                     "trl_ext GRPOTrainer with adaptive KL control", "overhead",
-                    Variant("plain TRL (fixed beta)", make(True)), Variant("trl_ext adaptive KL", make(False)),
+                    Variant("plain TRL (fixed beta)", make(plain=True)),
+                    Variant("trl_ext adaptive KL", make(plain=False)),
                     "step time <= 1.02 x plain TRL")
 
 
 def _grpo_bert() -> Scenario:
-    def make(with_bert: bool):
-        def build(size: Size) -> Built:
-            return _grpo_trainer(size, None, with_bert=with_bert, plain=False, kl_control="adaptive")
-        return build
+    def make(**variant) -> Callable[[Size], Built]:
+        return partial(_grpo_trainer, quantized=None, plain=False, kl_control="adaptive", **variant)
 
     return Scenario("grpo_bert_rm", "trl_ext GRPOTrainer (adaptive KL) with LoRA: rule-based reward only vs + BERT-CLS "
                     "reward model (trl_ext.TextRewardModel, its own tokenizer)", "share",
-                    Variant("rule reward", make(False)), Variant("rule + BERT-CLS RM", make(True)),
+                    Variant("rule reward", make(with_bert=False)), Variant("rule + BERT-CLS RM", make(with_bert=True)),
                     "BERT scoring <= 5 % of the GRPO step")
 
 
@@ -398,15 +394,10 @@ def _online_trainer(size: Size, algo: str) -> Built:
 
 
 def _ppo_vs_rloo() -> Scenario:
-    def make(algo: str):
-        def build(size: Size) -> Built:
-            return _online_trainer(size, algo)
-        return build
-
     return Scenario("ppo_vs_rloo", "LoRA policy, rule reward, same prompts and completions per step, one update per "
                     "rollout: TRL's RLOOTrainer vs trl_ext PPOTrainer (critic LoRA adapter + value head on the same "
-                    "base, GAE)", "throughput_memory", Variant("TRL RLOO", make("rloo")),
-                    Variant("trl_ext PPO + critic", make("ppo")), "samples/s >= 0.8 x and peak memory <= 1.25 x RLOO")
+                    "base, GAE)", "throughput_memory", Variant("TRL RLOO", partial(_online_trainer, algo="rloo")),
+                    Variant("trl_ext PPO + critic", partial(_online_trainer, algo="ppo")), "samples/s >= 0.8 x and peak memory <= 1.25 x RLOO")
 
 
 def all_scenarios() -> dict[str, Scenario]:

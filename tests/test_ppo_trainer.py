@@ -256,6 +256,45 @@ def test_whiten_rewards_changes_the_returns(tiny_llama_causal_dir, tmp_path):
     assert returns[True] != pytest.approx(returns[False], rel=0.05)
 
 
+@pytest.mark.parametrize("lam", [1.0, 0.0])
+def test_gamma_and_lam_reach_the_returns(tiny_llama_causal_dir, tmp_path, lam):
+    """First rollout: V = 0 and KL = 0, score 5 on the last token. γ = λ = 1 gives return 5 on every token; λ = 0
+    gives 5 on the last token only (returns mean = 5 / mean completion length)."""
+    def five(completions, **kwargs):
+        return [5.0] * len(completions)
+
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=five, train_dataset=_prompts(),
+                                 args=_args(tmp_path, max_steps=1, num_iterations=1, steps_per_generation=1,
+                                            max_completion_length=4, gamma=1.0, lam=lam))
+    trainer.train()
+    row = _rows(trainer, "ppo/returns_mean")[0]
+    expected = 5.0 if lam == 1.0 else 5.0 / row["completions/mean_length"]
+    assert row["ppo/returns_mean"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("field, metric", [("epsilon", "ppo/clipfrac"), ("cliprange_value", "ppo/value_clipfrac")])
+def test_clip_ranges_reach_the_losses(tiny_llama_causal_dir, tmp_path, field, metric):
+    """A huge clip range never clips; a zero one clips in the epochs after the first update of a rollout."""
+    fractions = {}
+    for value in (1e6, 0.0):
+        trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_varied, train_dataset=_prompts(),
+                                     peft_config=_lora(), args=_args(tmp_path / str(value), **{field: value}))
+        trainer.train()
+        fractions[value] = [row[metric] for row in _rows(trainer, metric)]
+    assert len(fractions[0.0]) == 4 and all(f == 0.0 for f in fractions[1e6])
+    assert max(fractions[0.0]) > 0.0
+
+
+def test_critic_adapter_name(tiny_llama_causal_dir, tmp_path):
+    trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(),
+                                 peft_config=_lora(), args=_args(tmp_path, critic_adapter_name="value_fn"))
+    assert set(trainer.model.peft_config) == {"default", "value_fn"}
+    assert any(".value_fn." in n for n, p in trainer.model.named_parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="already has an adapter named 'default'"):
+        trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(),
+                           peft_config=_lora(), args=_args(tmp_path / "b", critic_adapter_name="default"))
+
+
 # ------------------------------------------------------------------------------------------------------ KL and stop
 def test_kl_in_reward_and_adaptive_beta(tiny_llama_causal_dir, tmp_path):
     trainer = trl_ext.PPOTrainer(

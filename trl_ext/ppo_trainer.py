@@ -103,8 +103,6 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
         finally:
             if single:
                 self.num_generations = 1
-                if self.num_generations_eval == 2:
-                    self.num_generations_eval = 1
 
 
 class ValueHead(nn.Module):
@@ -214,9 +212,6 @@ class PPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
     @contextlib.contextmanager
     def _critic_active(self, policy: nn.Module):
         """Run with the critic adapter active. PEFT's `set_adapter` freezes the inactive adapter: undo that after."""
-        if self._critic_mode != "adapter":
-            yield
-            return
         policy.set_adapter(self.args.critic_adapter_name)
         try:
             yield
@@ -259,7 +254,7 @@ class PPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
             scores = scores.clamp(-self.args.reward_clip, self.args.reward_clip)
         if self.args.missing_eos_penalty is not None:  # after clipping, so the penalty is never clipped away
             # "ended" as TRL counts it (completions/clipped_ratio): an EOS, or a pad token, was generated
-            ends = [*self.eos_token_ids, self._tokenizer.pad_token_id]
+            ends = [t for t in (*self.eos_token_ids, self._tokenizer.pad_token_id) if t is not None]
             has_eos = torch.isin(completion_ids, torch.tensor(ends, device=completion_ids.device)).any(1)
             scores = torch.where(has_eos, scores, scores - self.args.missing_eos_penalty)
         return scores
