@@ -53,11 +53,13 @@ def run(args: argparse.Namespace) -> dict:
     per_device = args.completions_per_step // (args.ppo_mini_batches if args.algo == "ppo" else 1)
 
     argv = ["--kl_control", args.kl_control, "--kl_target", str(args.kl_target), "--kl_horizon", str(args.kl_horizon),
-            "--kl_min_beta", str(args.kl_min_beta), "--per_device_train_batch_size", str(per_device), "--beta", str(args.beta), "--max_steps", str(args.steps), "--logging_steps", "1",
+            "--kl_min_beta", str(args.kl_min_beta), "--kl_estimator", args.kl_estimator, "--per_device_train_batch_size", str(per_device), "--beta", str(args.beta), "--max_steps", str(args.steps), "--logging_steps", "1",
             "--learning_rate", str(args.learning_rate), "--max_eval_samples", str(args.eval_samples),
             "--output_dir", f"outputs/{args.algo}_kl_{args.kl_control}", "--seed", str(args.seed)]
     if args.algo == "ppo":
         argv += ["--steps_per_generation", str(args.ppo_mini_batches)]
+    elif args.num_generations:
+        argv += ["--num_generations", str(args.num_generations)]
     parser = TrlParser((MathsRLScriptArguments, PPOConfig if args.algo == "ppo" else GRPOConfig, ModelConfig))
     script_args, training_args, model_args = parser.parse_args_and_config(
         args=default_config_argv(argv, recipe.DEFAULT_CONFIG))
@@ -65,15 +67,26 @@ def run(args: argparse.Namespace) -> dict:
     result = recipe.main(script_args, training_args, model_args)
     trainer = result["trainer"]
     rows = [r for r in trainer.state.log_history if "kl_ctl/kl" in r]
-    steps = [{"step": r["step"], "kl": r["kl_ctl/kl"], "beta": r["kl_ctl/beta"], "reward": r.get("reward"),
+    def sampled_kl(r: dict) -> float | None:  # the trainer's sampled-token estimate, nats per completion
+        if args.algo == "ppo":
+            return r.get("objective/kl")
+        return r["kl"] * r["completions/mean_length"] if "kl" in r and "completions/mean_length" in r else None
+
+    steps = [{"step": r["step"], "kl": r["kl_ctl/kl"], "kl_sampled": sampled_kl(r), "beta": r["kl_ctl/beta"],
+              "reward": r.get("reward"),
               "value_loss": r.get("ppo/value_loss"), "explained_variance": r.get("ppo/explained_variance"),
               "kl_token_mean": r.get("kl"), "completion_length": r.get("completions/mean_length")} for r in rows]
     second = steps[len(steps) // 2:]
     summary = {
         "algo": args.algo, "kl_control": args.kl_control, "kl_target": args.kl_target, "kl_target_unit": "sequence",
         "kl_horizon": args.kl_horizon, "kl_min_beta": args.kl_min_beta, "beta_start": args.beta, "learning_rate": args.learning_rate,
-        "steps": args.steps, "completions_per_step": args.completions_per_step, "wall_clock_s": round(time.perf_counter() - start, 1),
+        "steps": args.steps, "completions_per_step": args.completions_per_step,
+        "num_generations": training_args.num_generations, "wall_clock_s": round(time.perf_counter() - start, 1),
+        "kl_estimator": args.kl_estimator,
         "mean_abs_rel_error_second_half": statistics.mean(abs(s["kl"] / args.kl_target - 1) for s in second),
+        # the same run's KL as the sampled-token estimate measures it (what the controller sees with kl_estimator=sample)
+        "mean_abs_rel_error_second_half_sampled_kl": statistics.mean(
+            abs(s["kl_sampled"] / args.kl_target - 1) for s in second) if all(s["kl_sampled"] is not None for s in second) else None,
         "mean_kl_second_half": statistics.mean(s["kl"] for s in second),
         "mean_reward_first_quarter": statistics.mean(s["reward"] for s in steps[:max(1, len(steps) // 4)]),
         "mean_reward_last_quarter": statistics.mean(s["reward"] for s in steps[-max(1, len(steps) // 4):]),
@@ -90,7 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def plot(out: Path, algo: str) -> None:
+def plot(out: Path, algo: str, compare: tuple[str, ...] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,13 +111,20 @@ def plot(out: Path, algo: str) -> None:
 
     runs = {m: json.loads((out / f"{algo}_kl_{m}.json").read_text()) for m in ("adaptive", "fixed")
             if (out / f"{algo}_kl_{m}.json").exists()}
+    for name in compare:  # earlier runs kept under their own names, e.g. the same settings with the sampled estimator
+        runs[Path(name).stem.removeprefix(f"{algo}_kl_")] = json.loads((out / name).read_text())
     if not runs:
         raise SystemExit(f"no {algo}_kl_*.json in {out}")
     fig, (ax_kl, ax_beta, ax_reward) = plt.subplots(1, 3, figsize=(15, 4))
     for mode, run in runs.items():
         steps = [s["step"] for s in run["per_step"]]
-        ax_kl.plot(steps, [s["kl"] for s in run["per_step"]], label=f"{mode} (second-half |KL/target-1| "
-                   f"{run['mean_abs_rel_error_second_half']:.2f})")
+        estimator = run.get("kl_estimator", "sample")
+        line, = ax_kl.plot(steps, [s["kl"] for s in run["per_step"]], label=f"{mode}, {estimator} KL (second-half "
+                           f"|KL/target-1| {run['mean_abs_rel_error_second_half']:.2f})")
+        if estimator == "full" and all(s.get("kl_sampled") is not None for s in run["per_step"]):
+            ax_kl.plot(steps, [s["kl_sampled"] for s in run["per_step"]], color=line.get_color(), ls=":", lw=1,
+                       label=f"{mode}, same rollouts, sampled KL ("
+                             f"{run['mean_abs_rel_error_second_half_sampled_kl']:.2f})")
         ax_beta.plot(steps, [s["beta"] for s in run["per_step"]], label=mode)
         ax_reward.plot(steps, [s["reward"] for s in run["per_step"]], label=mode)
     target = next(iter(runs.values()))["kl_target"]
@@ -118,10 +138,10 @@ def plot(out: Path, algo: str) -> None:
     fig.suptitle(f"{algo.upper()}, SmolLM2-135M-Instruct + LoRA, bundled arithmetic prompts (CPU)")
     fig.tight_layout()
     fig.savefig(out / f"{algo}_kl_control.png", dpi=110)
-    lines = ["| run | target | horizon | β start -> end | mean KL, 2nd half | mean abs(KL/target - 1), 2nd half | "
-             "greedy accuracy before -> after | wall-clock s |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | KL estimator | target | horizon | β start -> end | mean KL, 2nd half | mean abs(KL/target - 1), 2nd half | "
+             "greedy accuracy before -> after | wall-clock s |", "|---|---|---|---|---|---|---|---|---|"]
     for mode, run in runs.items():
-        lines.append(f"| {mode} | {run['kl_target']} | {run['kl_horizon']} | {run['beta_start']} -> "
+        lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['kl_target']} | {run['kl_horizon']} | {run['beta_start']} -> "
                      f"{run['per_step'][-1]['beta']:.4g} | {run['mean_kl_second_half']:.4g} | "
                      f"{run['mean_abs_rel_error_second_half']:.3f} | {run['accuracy_before']:.3f} -> "
                      f"{run['accuracy_after']:.3f} | {run['wall_clock_s']} |")
@@ -138,17 +158,23 @@ if __name__ == "__main__":
     parser.add_argument("--kl_horizon", type=float, default=16)
     parser.add_argument("--beta", type=float, default=0.04)
     parser.add_argument("--kl_min_beta", type=float, default=0.0)
+    parser.add_argument("--kl_estimator", choices=["sample", "full"], default="sample",
+                        help="KL the controller sees: the sampled-token estimate, or the exact per-position KL.")
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--completions_per_step", type=int, default=8,
-                        help="GRPO: prompts x 4 generations per step; PPO: completions per rollout.")
+                        help="GRPO: prompts x num_generations per step; PPO: completions per rollout.")
+    parser.add_argument("--num_generations", type=int, default=None,
+                        help="GRPO: completions per prompt (default: recipes/grpo.yaml's 4). Fewer means more prompts "
+                             "per step, and so less prompt-to-prompt noise in the measured KL.")
     parser.add_argument("--ppo_mini_batches", type=int, default=2, help="PPO: optimizer steps per rollout epoch.")
     parser.add_argument("--eval_samples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu"))
     parser.add_argument("--plot", action="store_true", help="Only combine existing JSON into the plot and table.")
+    parser.add_argument("--compare", nargs="*", default=[], help="With --plot: more run JSON files (in --out) to show.")
     cli = parser.parse_args()
     if cli.plot:
-        plot(Path(cli.out), cli.algo)
+        plot(Path(cli.out), cli.algo, tuple(cli.compare))
     else:
         run(cli)

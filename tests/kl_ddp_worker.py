@@ -1,6 +1,7 @@
 """Launched by tests/test_grpo_rloo.py under 2-process CPU DDP: a short adaptive-KL run of `trl_ext.<Trainer>`; each
 rank writes the β it used after every optimizer step (and checksums of its trained weights) to
-`<output_dir>/beta_rank<k>.json`."""
+`<output_dir>/beta_rank<k>.json`. Usage: kl_ddp_worker.py MODEL_DIR OUT_DIR grpo|rloo|ppo[-full]
+("-full": kl_estimator="full")."""
 
 import json
 import sys
@@ -22,7 +23,8 @@ class RecordBeta(TrainerCallback):
 
 
 if __name__ == "__main__":
-    model_dir, out_dir, kind = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    model_dir, out_dir = sys.argv[1], Path(sys.argv[2])
+    kind, _, estimator = sys.argv[3].partition("-")  # e.g. "grpo-full": kl_estimator="full"
     config_cls, trainer_cls = {"grpo": (trl_ext.GRPOConfig, trl_ext.GRPOTrainer),
                                "rloo": (trl_ext.RLOOConfig, trl_ext.RLOOTrainer),
                                "ppo": (trl_ext.PPOConfig, trl_ext.PPOTrainer)}[kind]
@@ -35,7 +37,7 @@ if __name__ == "__main__":
         output_dir=str(out_dir), per_device_train_batch_size=4, num_generations=4, max_completion_length=6,
         max_steps=3, learning_rate=0.05, beta=0.1, kl_control="adaptive", kl_target=0.01, kl_horizon=10,
         bf16=False, report_to=[], save_strategy="no", logging_steps=1, seed=0, disable_tqdm=True,
-        **({"num_iterations": 1} if kind == "ppo" else {}),
+        kl_estimator=estimator or "sample", **({"num_iterations": 1} if kind == "ppo" else {}),
     )
     prompts = Dataset.from_list([{"prompt": f"say {w} please"} for w in ["abc", "dog", "cat", "zoo"] * 6])
     trainer = trainer_cls(model_dir, reward_funcs=reward_a, args=args, train_dataset=prompts, **extra)

@@ -12,7 +12,7 @@ import torch
 from datasets import Dataset
 
 import trl_ext
-from trl_ext.testing import reward_a, reward_varied
+from trl_ext.testing import record_exact_rollout_kl, reward_a, reward_varied
 from trl_ext.utils import REPO_ROOT
 
 
@@ -91,6 +91,30 @@ def test_sequence_unit_is_token_mean_times_length(tiny_llama_causal_dir, tmp_pat
         assert row["kl_ctl/kl"] == pytest.approx(row["kl"], rel=1e-6, abs=1e-12)
 
 
+@pytest.mark.parametrize("kind, lora", [("grpo", False), ("grpo", True), ("rloo", False)])
+def test_full_estimator_feeds_the_exact_kl_to_the_controller(kind, lora, tiny_llama_causal_dir, tmp_path):
+    """kl_estimator="full": each step's kl_ctl/kl is the exact KL of that step's completions (computed independently,
+    in float64, against the reference model or the disabled adapter), and β follows it by the controller's formula."""
+    from peft import LoraConfig
+
+    torch.manual_seed(0)
+    args = _args(kind, tmp_path, kl_estimator="full", kl_target=0.05, max_steps=3)
+    cls = trl_ext.GRPOTrainer if kind == "grpo" else trl_ext.RLOOTrainer
+    peft = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM") if lora else None
+    trainer = cls(tiny_llama_causal_dir, reward_funcs=reward_a, args=args, train_dataset=_prompts(), peft_config=peft)
+    hand = record_exact_rollout_kl(trainer)
+    trainer.train()
+    rows = _ctl_rows(trainer)
+    assert len(hand) == len(rows) == 3
+    assert hand[0] == pytest.approx(0.0, abs=1e-6)  # step 1: the policy is the reference
+    assert hand[-1] > 1e-4  # the policy moved, so the later checks compare non-trivial values
+    beta = 0.1
+    for row, kl in zip(rows, hand):
+        assert row["kl_ctl/kl"] == pytest.approx(kl, rel=1e-3, abs=1e-6)
+        beta *= 1 + 4 / 20 * max(-0.2, min(0.2, kl / 0.05 - 1))
+        assert row["kl_ctl/beta"] == pytest.approx(beta, rel=1e-4)
+
+
 def test_adaptive_needs_a_reference_model(tiny_llama_causal_dir, tmp_path):
     args = _args("grpo", tmp_path, kl_control="fixed", beta=0.0)
     args.kl_control = "adaptive"  # changed after construction: the trainer re-checks before TRL skips the ref model
@@ -122,7 +146,7 @@ def test_resume_reproduces_the_beta_sequence(tiny_llama_causal_dir, tmp_path):
     assert got[-2:] == pytest.approx(expected[-2:], rel=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["grpo"])
+@pytest.mark.parametrize("kind", ["grpo", "grpo-full"])  # "-full": kl_estimator="full"
 def test_two_process_ddp_uses_the_same_beta(kind, tiny_llama_causal_dir, tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()

@@ -11,6 +11,7 @@ from trl_ext.kl_control import (
     AdaptiveKLController,
     FixedKLController,
     build_kl_controller,
+    full_kl_per_token,
     kl_error,
     sequence_kl,
 )
@@ -124,6 +125,8 @@ def test_configs_validate_kl_fields(tmp_path):
         GRPOConfig(output_dir=str(tmp_path), bf16=False, kl_control="adaptive", beta=0.0)
     with pytest.raises(ValueError, match="kl_control='pid' is not one of"):
         GRPOConfig(output_dir=str(tmp_path), bf16=False, kl_control="pid", beta=0.1)
+    with pytest.raises(ValueError, match="kl_estimator='k3' is not one of"):
+        GRPOConfig(output_dir=str(tmp_path), bf16=False, kl_estimator="k3")
     with pytest.raises(ValueError, match="kl_target_unit='nats'"):
         RLOOConfig(output_dir=str(tmp_path), bf16=False, kl_target_unit="nats")
     with pytest.raises(ValueError, match="kl_target must be > 0"):
@@ -137,3 +140,42 @@ def test_configs_validate_kl_fields(tmp_path):
     with pytest.raises(ValueError, match="error clip must be in"):
         GRPOConfig(output_dir=str(tmp_path), bf16=False, kl_control="adaptive", beta=0.1, kl_error_clip=1.5)
     assert isinstance(build_kl_controller(RLOOConfig(output_dir=str(tmp_path), bf16=False)), FixedKLController)
+
+
+# ------------------------------------------------------------------------------------------ full-vocabulary KL
+def test_full_kl_per_token_matches_a_float64_reference():
+    import torch
+
+    torch.manual_seed(0)
+    logits, ref = torch.randn(2, 3, 7) * 2, torch.randn(2, 3, 7) * 2
+    got = full_kl_per_token(logits, ref)
+    assert got.shape == (2, 3) and got.dtype == torch.float32
+    for b in range(2):
+        for t in range(3):
+            p = [math.exp(x) for x in logits[b, t].double().tolist()]
+            q = [math.exp(x) for x in ref[b, t].double().tolist()]
+            p, q = [x / sum(p) for x in p], [x / sum(q) for x in q]
+            assert got[b, t].item() == pytest.approx(sum(pi * math.log(pi / qi) for pi, qi in zip(p, q)), rel=1e-5)
+    # a softmax ignores a constant shift: the same distribution has KL 0, and KL is never negative
+    assert full_kl_per_token(logits, logits + 3.0).abs().max().item() < 1e-6
+    assert (got >= 0).all()
+    # bf16 inputs are measured in float32
+    assert full_kl_per_token(logits.bfloat16(), ref.bfloat16()).dtype == torch.float32
+
+
+def test_full_kl_is_the_expectation_of_the_sampled_log_ratio():
+    """The two estimators measure the same quantity: the mean of log π(a) − log π_ref(a) over a ~ π is the full KL."""
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    logits, ref = torch.randn(5, generator=gen), torch.randn(5, generator=gen)
+    draws = torch.multinomial(logits.softmax(-1), 400_000, replacement=True, generator=gen)
+    sampled = (logits.log_softmax(-1) - ref.log_softmax(-1))[draws].mean().item()
+    assert sampled == pytest.approx(full_kl_per_token(logits, ref).item(), abs=0.01)
+
+
+def test_full_kl_rejects_mismatched_shapes():
+    import torch
+
+    with pytest.raises(ValueError, match=r"logits \(2, 5\) and ref_logits \(2, 6\) differ"):
+        full_kl_per_token(torch.zeros(2, 5), torch.zeros(2, 6))

@@ -13,7 +13,7 @@ from datasets import Dataset
 from peft import LoraConfig
 
 import trl_ext
-from trl_ext.testing import reward_a, reward_varied
+from trl_ext.testing import record_exact_rollout_kl, reward_a, reward_varied
 from trl_ext.utils import REPO_ROOT
 
 PPO_METRICS = ("objective/scores", "objective/kl", "objective/entropy", "ppo/policy_loss", "ppo/value_loss",
@@ -311,6 +311,29 @@ def test_kl_in_reward_and_adaptive_beta(tiny_llama_causal_dir, tmp_path):
         beta *= 1 + 8 / 16 * max(-0.2, min(0.2, row["kl_ctl/kl"] / 1e-3 - 1))
         assert row["kl_ctl/beta"] == pytest.approx(beta, rel=1e-6)
     assert rows[0]["objective/kl"] == pytest.approx(0.0, abs=1e-6)  # policy = reference before the first update
+
+
+def test_full_kl_estimator_drives_beta_with_the_exact_kl(tiny_llama_causal_dir, tmp_path):
+    """kl_estimator="full" with the shared-base critic: the controller sees the exact KL of each rollout against the
+    disabled adapters, while the reward keeps the sampled log-ratio (objective/kl)."""
+    torch.manual_seed(0)
+    trainer = trl_ext.PPOTrainer(
+        tiny_llama_causal_dir, reward_funcs=reward_a, train_dataset=_prompts(), peft_config=_lora(),
+        args=_args(tmp_path, max_steps=6, num_iterations=1, steps_per_generation=1, learning_rate=5e-2, beta=0.1,
+                   kl_control="adaptive", kl_target=1e-3, kl_horizon=16, kl_estimator="full"))
+    hand = record_exact_rollout_kl(trainer)
+    trainer.train()
+    rows = _rows(trainer, "kl_ctl/beta")
+    assert len(hand) == len(rows) == 6
+    assert hand[-1] > 1e-4
+    beta = 0.1
+    for row, kl in zip(rows, hand):
+        assert row["kl_ctl/kl"] == pytest.approx(kl, rel=1e-3, abs=1e-6)
+        assert row["objective/non_score_reward"] == pytest.approx(-beta * row["objective/kl"], rel=1e-4, abs=1e-9)
+        beta *= 1 + 8 / 16 * max(-0.2, min(0.2, kl / 1e-3 - 1))
+        assert row["kl_ctl/beta"] == pytest.approx(beta, rel=1e-4)
+    # the reward's sampled estimate is a different (noisier) number for the same rollouts
+    assert any(abs(row["kl_ctl/kl"] - row["objective/kl"]) > 1e-6 for row in rows[1:])
 
 
 def test_target_kl_stops_the_rollout_updates(tiny_llama_causal_dir, tmp_path):

@@ -25,6 +25,7 @@ from .kl_control import (
     KLControlArguments,
     KLControlCallback,
     build_kl_controller,
+    full_kl_per_token,
     kl_error,
     sequence_kl,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "RLOOConfig",
     "RLOOTrainer",
     "build_kl_controller",
+    "full_kl_per_token",
     "kl_error",
     "sequence_kl",
     "DPOConfig",

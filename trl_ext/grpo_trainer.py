@@ -30,6 +30,8 @@ class GRPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
     * `__init__`: checks the KL fields (before TRL decides from `beta` whether to build a reference model), calls
       TRL's `__init__`, then adds the controller and its callback.
     * `_compute_loss`: TRL's loss (which uses `self.beta`), then records the KL TRL measured for the controller.
+    * `_generate_and_score_completions`: TRL's rollout; with `kl_estimator="full"` it also measures the batch's exact
+      KL for the controller (instead of TRL's per-step `kl`).
     """
 
     def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
@@ -37,9 +39,16 @@ class GRPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self._setup_kl_control()
 
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if self.model.training and self.beta != 0.0 and self._kl_estimator == "full":
+            self._record_full_kl(output)
+        return output
+
     def _compute_loss(self, model, inputs):
         loss = super()._compute_loss(model, inputs)
-        if self.model.training and self.beta != 0.0 and self._metrics["train"]["kl"]:
+        if (self.model.training and self.beta != 0.0 and self._kl_estimator == "sample"
+                and self._metrics["train"]["kl"]):
             mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
             self._record_kl(self._metrics["train"]["kl"][-1], mask)
         return loss

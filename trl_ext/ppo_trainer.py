@@ -305,7 +305,9 @@ class PPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
             ppo_math.explained_variance(values.float(), returns, mask).item())
         if mode == "train":
             self._ppo_stopped = False
-            if ref_logps is not None:
+            if ref_logps is not None and self._kl_estimator == "full":
+                self._record_full_kl(output)
+            elif ref_logps is not None:
                 self._record_kl(self._gather_mean(kl.sum(), tokens), mask)
         return output
 

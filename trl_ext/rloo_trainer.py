@@ -30,7 +30,7 @@ class RLOOTrainer(KLControlledTrainerMixin, trl.RLOOTrainer):
 
     * `__init__`: checks the KL fields before TRL's `__init__`, then adds the controller and its callback.
     * `_generate_and_score_completions`: TRL's rollout scoring (which applies `self.beta`), then records the KL TRL
-      measured for the controller.
+      measured for the controller (or, with `kl_estimator="full"`, the batch's exact KL).
     """
 
     def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
@@ -40,6 +40,8 @@ class RLOOTrainer(KLControlledTrainerMixin, trl.RLOOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
-        if self.model.training and self.beta != 0.0 and self._metrics["train"]["kl"]:
+        if self.model.training and self.beta != 0.0 and self._kl_estimator == "full":
+            self._record_full_kl(output)
+        elif self.model.training and self.beta != 0.0 and self._metrics["train"]["kl"]:
             self._record_kl(self._metrics["train"]["kl"][-1], output["completion_mask"])
         return output

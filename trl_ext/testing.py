@@ -66,3 +66,37 @@ def reward_a(completions: list, **kwargs) -> list[float]:
 def reward_varied(completions: list, **kwargs) -> list[float]:
     """A reward that differs between (almost) any two completions, so advantages and returns are non-zero at once."""
     return [(sum(map(ord, c)) % 13) / 13 for c in completions]
+
+
+def record_exact_rollout_kl(trainer) -> list[float]:
+    """Test helper: wraps `trainer._generate_and_score_completions` so that, for every training rollout, the exact
+    per-completion KL(π‖π_ref) is computed independently (full logits, float64, positions sliced by hand, the reference
+    from `trainer.ref_model` or the policy with its adapter disabled) before the policy is updated on it.
+    Returns the list the values are appended to."""
+    import torch
+
+    values: list[float] = []
+    inner = trainer._generate_and_score_completions
+
+    def logps(model, ids, mask, n):
+        return model(input_ids=ids, attention_mask=mask).logits[:, -n - 1:-1].double().log_softmax(-1)
+
+    def wrapped(inputs):
+        output = inner(inputs)
+        if trainer.model.training:
+            ids = torch.cat([output["prompt_ids"], output["completion_ids"]], 1)
+            mask = torch.cat([output["prompt_mask"], output["completion_mask"]], 1)
+            n = output["completion_ids"].size(1)
+            with torch.no_grad():
+                policy = logps(trainer.model, ids, mask, n)
+                if trainer.ref_model is not None:
+                    ref = logps(trainer.ref_model, ids, mask, n)
+                else:
+                    with trainer.model.disable_adapter():
+                        ref = logps(trainer.model, ids, mask, n)
+            per_token = (policy.exp() * (policy - ref)).sum(-1) * output["completion_mask"]
+            values.append(per_token.sum().item() / ids.size(0))
+        return output
+
+    trainer._generate_and_score_completions = wrapped
+    return values
