@@ -115,16 +115,17 @@ def plot(out: Path, algo: str, compare: tuple[str, ...] = ()) -> None:
         runs[Path(name).stem.removeprefix(f"{algo}_kl_")] = json.loads((out / name).read_text())
     if not runs:
         raise SystemExit(f"no {algo}_kl_*.json in {out}")
-    fig, (ax_kl, ax_beta, ax_reward) = plt.subplots(1, 3, figsize=(15, 4))
+    fig, (ax_kl, ax_beta, ax_reward) = plt.subplots(1, 3, figsize=(15, 5.5))
     for mode, run in runs.items():
         steps = [s["step"] for s in run["per_step"]]
         estimator = run.get("kl_estimator", "sample")
-        line, = ax_kl.plot(steps, [s["kl"] for s in run["per_step"]], label=f"{mode}, {estimator} KL (second-half "
-                           f"|KL/target-1| {run['mean_abs_rel_error_second_half']:.2f})")
-        if estimator == "full" and all(s.get("kl_sampled") is not None for s in run["per_step"]):
+        error = run.get("mean_abs_rel_error_second_half")
+        line, = ax_kl.plot(steps, [s["kl"] for s in run["per_step"]], label=f"{mode}, {estimator} KL " + (
+            f"(second-half |KL/target-1| {error:.3f})" if error is not None else f"(stopped at {run['stopped_at_step']})"))
+        if estimator == "full" and error is not None and all(s.get("kl_sampled") is not None for s in run["per_step"]):
             ax_kl.plot(steps, [s["kl_sampled"] for s in run["per_step"]], color=line.get_color(), ls=":", lw=1,
                        label=f"{mode}, same rollouts, sampled KL ("
-                             f"{run['mean_abs_rel_error_second_half_sampled_kl']:.2f})")
+                             f"{run['mean_abs_rel_error_second_half_sampled_kl']:.3f})")
         ax_beta.plot(steps, [s["beta"] for s in run["per_step"]], label=mode)
         ax_reward.plot(steps, [s["reward"] for s in run["per_step"]], label=mode)
     target = next(iter(runs.values()))["kl_target"]
@@ -133,7 +134,7 @@ def plot(out: Path, algo: str, compare: tuple[str, ...] = ()) -> None:
     ax_beta.set(xlabel="optimizer step", ylabel="beta", title="KL coefficient")
     ax_reward.set(xlabel="optimizer step", ylabel="mean reward of the rollout", title="reward")
     ax_reward.legend(fontsize=8)
-    ax_kl.legend(fontsize=8)
+    ax_kl.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # below the axes: no data hidden
     ax_beta.legend(fontsize=8)
     fig.suptitle(f"{algo.upper()}, SmolLM2-135M-Instruct + LoRA, bundled arithmetic prompts (CPU)")
     fig.tight_layout()
@@ -141,6 +142,11 @@ def plot(out: Path, algo: str, compare: tuple[str, ...] = ()) -> None:
     lines = ["| run | KL estimator | target | horizon | β start -> end | mean KL, 2nd half | mean abs(KL/target - 1), 2nd half | "
              "greedy accuracy before -> after | wall-clock s |", "|---|---|---|---|---|---|---|---|---|"]
     for mode, run in runs.items():
+        if "mean_abs_rel_error_second_half" not in run:  # a run stopped by hand: only its rows were kept
+            lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['kl_target']} | {run['kl_horizon']} | "
+                         f"{run['beta_start']} -> {run['per_step'][-1]['beta']:.4g} | stopped at step "
+                         f"{run['stopped_at_step']} of {run['steps']} | | | |")
+            continue
         lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['kl_target']} | {run['kl_horizon']} | {run['beta_start']} -> "
                      f"{run['per_step'][-1]['beta']:.4g} | {run['mean_kl_second_half']:.4g} | "
                      f"{run['mean_abs_rel_error_second_half']:.3f} | {run['accuracy_before']:.3f} -> "
