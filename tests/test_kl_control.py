@@ -179,3 +179,10 @@ def test_full_kl_rejects_mismatched_shapes():
 
     with pytest.raises(ValueError, match=r"logits \(2, 5\) and ref_logits \(2, 6\) differ"):
         full_kl_per_token(torch.zeros(2, 5), torch.zeros(2, 6))
+
+
+def test_full_kl_estimator_rejects_image_batches():
+    from trl_ext.kl_control import KLControlledTrainerMixin
+
+    with pytest.raises(ValueError, match="kl_estimator='full' supports text-only models"):
+        KLControlledTrainerMixin._full_kl_tokens(object(), {"pixel_values": [[0.0]]})

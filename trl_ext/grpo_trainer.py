@@ -41,8 +41,7 @@ class GRPOTrainer(KLControlledTrainerMixin, trl.GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
-        if self.model.training and self.beta != 0.0 and self._kl_estimator == "full":
-            self._record_full_kl(output)
+        self._record_full_kl_if_asked(output)
         return output
 
     def _compute_loss(self, model, inputs):

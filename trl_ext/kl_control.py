@@ -344,8 +344,16 @@ class KLControlledTrainerMixin:
                 else:
                     with use_adapter(policy, adapter_name="ref" if "ref" in policy.peft_config else None):
                         ref_logits = logits(policy, rows)
-                parts.append(full_kl_per_token(policy_logits, ref_logits))
-        return torch.cat(parts)
+                # one row at a time: the float32 softmaxes of a whole chunk over a large vocabulary would not fit
+                parts += [full_kl_per_token(p, r) for p, r in zip(policy_logits, ref_logits)]
+        return torch.stack(parts)
+
+    def _record_full_kl_if_asked(self, output: dict) -> bool:
+        """With `kl_estimator="full"`, during training, with a reference (β > 0): record the batch's exact KL."""
+        if self.model.training and self.beta != 0.0 and self._kl_estimator == "full":
+            self._record_full_kl(output)
+            return True
+        return False
 
     def _record_full_kl(self, output: dict) -> None:
         """Adds the generation batch's exact KL (summed over processes) to the controller's measurement."""

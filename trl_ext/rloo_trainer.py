@@ -40,8 +40,7 @@ class RLOOTrainer(KLControlledTrainerMixin, trl.RLOOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
-        if self.model.training and self.beta != 0.0 and self._kl_estimator == "full":
-            self._record_full_kl(output)
-        elif self.model.training and self.beta != 0.0 and self._metrics["train"]["kl"]:
+        if (not self._record_full_kl_if_asked(output) and self.model.training and self.beta != 0.0
+                and self._metrics["train"]["kl"]):
             self._record_kl(self._metrics["train"]["kl"][-1], output["completion_mask"])
         return output
