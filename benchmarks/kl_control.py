@@ -120,7 +120,7 @@ def plot(out: Path, algo: str, compare: tuple[str, ...] = ()) -> None:
         steps = [s["step"] for s in run["per_step"]]
         estimator = run.get("kl_estimator", "sample")
         error = run.get("mean_abs_rel_error_second_half")
-        line, = ax_kl.plot(steps, [s["kl"] for s in run["per_step"]], label=f"{mode}, {estimator} KL " + (
+        line, = ax_kl.plot(steps, [s["kl"] for s in run["per_step"]], label=f"{mode}, {estimator} KL, lr {run['learning_rate']:g} " + (
             f"(second-half |KL/target-1| {error:.3f})" if error is not None else f"(stopped at {run['stopped_at_step']})"))
         if estimator == "full" and error is not None and all(s.get("kl_sampled") is not None for s in run["per_step"]):
             ax_kl.plot(steps, [s["kl_sampled"] for s in run["per_step"]], color=line.get_color(), ls=":", lw=1,
@@ -139,15 +139,15 @@ def plot(out: Path, algo: str, compare: tuple[str, ...] = ()) -> None:
     fig.suptitle(f"{algo.upper()}, SmolLM2-135M-Instruct + LoRA, bundled arithmetic prompts (CPU)")
     fig.tight_layout()
     fig.savefig(out / f"{algo}_kl_control.png", dpi=110)
-    lines = ["| run | KL estimator | target | horizon | β start -> end | mean KL, 2nd half | mean abs(KL/target - 1), 2nd half | "
-             "greedy accuracy before -> after | wall-clock s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | KL estimator | lr | target | horizon | β start -> end | mean KL, 2nd half | mean abs(KL/target - 1), 2nd half | "
+             "greedy accuracy before -> after | wall-clock s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, run in runs.items():
         if "mean_abs_rel_error_second_half" not in run:  # a run stopped by hand: only its rows were kept
-            lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['kl_target']} | {run['kl_horizon']} | "
+            lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['learning_rate']:g} | {run['kl_target']} | {run['kl_horizon']} | "
                          f"{run['beta_start']} -> {run['per_step'][-1]['beta']:.4g} | stopped at step "
                          f"{run['stopped_at_step']} of {run['steps']} | | | |")
             continue
-        lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['kl_target']} | {run['kl_horizon']} | {run['beta_start']} -> "
+        lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['learning_rate']:g} | {run['kl_target']} | {run['kl_horizon']} | {run['beta_start']} -> "
                      f"{run['per_step'][-1]['beta']:.4g} | {run['mean_kl_second_half']:.4g} | "
                      f"{run['mean_abs_rel_error_second_half']:.3f} | {run['accuracy_before']:.3f} -> "
                      f"{run['accuracy_after']:.3f} | {run['wall_clock_s']} |")

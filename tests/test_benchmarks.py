@@ -169,7 +169,7 @@ def test_kl_control_plot_shows_both_estimators_and_compared_runs(tmp_path):
     def run(estimator, kls, sampled=None):
         rows = [{"step": i + 1, "kl": kl, "kl_sampled": (sampled or kls)[i], "beta": 0.3, "reward": 0.5}
                 for i, kl in enumerate(kls)]
-        return {"kl_target": 1.0, "kl_horizon": 400.0, "beta_start": 0.4, "kl_estimator": estimator,
+        return {"kl_target": 1.0, "kl_horizon": 400.0, "beta_start": 0.4, "kl_estimator": estimator, "learning_rate": 5e-5,
                 "mean_kl_second_half": 1.0, "mean_abs_rel_error_second_half": 0.11,
                 "mean_abs_rel_error_second_half_sampled_kl": 0.3, "accuracy_before": 0.1, "accuracy_after": 0.3,
                 "wall_clock_s": 1.0, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
@@ -178,7 +178,7 @@ def test_kl_control_plot_shows_both_estimators_and_compared_runs(tmp_path):
     (tmp_path / "ppo_kl_adaptive_old.json").write_text(json.dumps(run("sample", [0.5, 1.5])))
     plot(tmp_path, "ppo", ("ppo_kl_adaptive_old.json",))
     table = (tmp_path / "ppo_kl_control.md").read_text()
-    assert "| adaptive | full | 1.0 | 400.0 | 0.4 -> 0.3 | 1 | 0.110 |" in table
+    assert "| adaptive | full | 5e-05 | 1.0 | 400.0 | 0.4 -> 0.3 | 1 | 0.110 |" in table  # runs differ in lr: shown
     assert "| adaptive_old | sample |" in table
     assert (tmp_path / "ppo_kl_control.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="no grpo_kl_"):
