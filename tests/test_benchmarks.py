@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,3 +184,28 @@ def test_kl_control_plot_shows_both_estimators_and_compared_runs(tmp_path):
     assert (tmp_path / "ppo_kl_control.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="no grpo_kl_"):
         plot(tmp_path, "grpo")
+
+
+def test_kl_control_plot_lists_a_run_stopped_by_hand(tmp_path):
+    """A partial run (rows parsed from its log, no summary) gets a 'stopped at step N of M' row, not a KeyError."""
+    from benchmarks.kl_control import plot
+
+    rows = [{"step": 1, "kl": 0.2, "beta": 0.3, "reward": 0.1}, {"step": 5, "kl": 1.8, "beta": 0.31, "reward": 0.4}]
+    partial = {"kl_target": 1.0, "kl_horizon": 200.0, "beta_start": 0.3, "learning_rate": 1e-4, "steps": 160,
+               "stopped_at_step": 5, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+    (tmp_path / "ppo_kl_adaptive_partial.json").write_text(json.dumps(partial))
+    plot(tmp_path, "ppo", ("ppo_kl_adaptive_partial.json",))
+    assert "| adaptive_partial | sample | 0.0001 | 1.0 | 200.0 | 0.3 -> 0.31 | stopped at step 5 of 160 |" in (
+        tmp_path / "ppo_kl_control.md").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cpu")
+                                        .glob("*_kl_*.json")), ids=lambda p: p.name)
+def test_committed_kl_control_results_can_be_plotted(path, tmp_path):
+    """Every KL-control result kept in the repo can be drawn with `--plot --compare` (same schema, old runs included)."""
+    from benchmarks.kl_control import plot
+
+    algo = path.name.split("_kl_")[0]
+    (tmp_path / path.name).write_text(path.read_text())
+    plot(tmp_path, algo, (path.name,))
+    assert path.stem.removeprefix(f"{algo}_kl_") in (tmp_path / f"{algo}_kl_control.md").read_text()
