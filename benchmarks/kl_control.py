@@ -142,12 +142,14 @@ def plot(out: Path, algo: str, compare: tuple[str, ...] = ()) -> None:
     lines = ["| run | KL estimator | lr | target | horizon | β start -> end | mean KL, 2nd half | mean abs(KL/target - 1), 2nd half | "
              "greedy accuracy before -> after | wall-clock s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, run in runs.items():
+        # a fixed β ignores the horizon; printing the CLI default there reads as if it had been used
+        horizon = "-" if run.get("kl_control") == "fixed" else run["kl_horizon"]
         if "mean_abs_rel_error_second_half" not in run:  # a run stopped by hand: only its rows were kept
-            lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['learning_rate']:g} | {run['kl_target']} | {run['kl_horizon']} | "
+            lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['learning_rate']:g} | {run['kl_target']} | {horizon} | "
                          f"{run['beta_start']} -> {run['per_step'][-1]['beta']:.4g} | stopped at step "
                          f"{run['stopped_at_step']} of {run['steps']} | | | |")
             continue
-        lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['learning_rate']:g} | {run['kl_target']} | {run['kl_horizon']} | {run['beta_start']} -> "
+        lines.append(f"| {mode} | {run.get('kl_estimator', 'sample')} | {run['learning_rate']:g} | {run['kl_target']} | {horizon} | {run['beta_start']} -> "
                      f"{run['per_step'][-1]['beta']:.4g} | {run['mean_kl_second_half']:.4g} | "
                      f"{run['mean_abs_rel_error_second_half']:.3f} | {run['accuracy_before']:.3f} -> "
                      f"{run['accuracy_after']:.3f} | {run['wall_clock_s']} |")

@@ -209,3 +209,16 @@ def test_committed_kl_control_results_can_be_plotted(path, tmp_path):
     (tmp_path / path.name).write_text(path.read_text())
     plot(tmp_path, algo, (path.name,))
     assert path.stem.removeprefix(f"{algo}_kl_") in (tmp_path / f"{algo}_kl_control.md").read_text()
+
+
+def test_kl_control_table_shows_no_horizon_for_a_fixed_beta_run(tmp_path):
+    """A fixed-β run's horizon is the unused CLI default: the table prints '-' instead of a number that reads as used."""
+    from benchmarks.kl_control import plot
+
+    rows = [{"step": i + 1, "kl": 0.5, "beta": 0.4, "reward": 0.2} for i in range(4)]
+    run = {"kl_control": "fixed", "kl_target": 1.0, "kl_horizon": 16, "beta_start": 0.4, "learning_rate": 5e-5,
+           "mean_kl_second_half": 0.5, "mean_abs_rel_error_second_half": 0.5, "accuracy_before": 0.1,
+           "accuracy_after": 0.2, "wall_clock_s": 1.0, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+    (tmp_path / "grpo_kl_fixed.json").write_text(json.dumps(run))
+    plot(tmp_path, "grpo")
+    assert "| fixed | sample | 5e-05 | 1.0 | - | 0.4 -> 0.4 |" in (tmp_path / "grpo_kl_control.md").read_text()
