@@ -16,11 +16,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `benchmarks.common`
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -28,15 +30,15 @@ import trl  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
+from benchmarks.common import REPO_ROOT  # noqa: E402
+from model_assets import smollm2_path  # noqa: E402
 from trl_ext import DPOConfig, DPOTrainer, load_preference_file, ranked_to_pairs  # noqa: E402
-from trl_ext.models import smollm2_path  # noqa: E402
-from trl_ext.utils import REPO_ROOT  # noqa: E402
 
 
 def _config(cls, batch: int, max_length: int):
     return cls(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, num_train_epochs=1,
                learning_rate=1e-4, beta=0.1, max_length=max_length, bf16=False, report_to=[], save_strategy="no",
-               logging_steps=1000, gradient_checkpointing=False, seed=0, disable_tqdm=True)
+               logging_steps=1000, activation_checkpointing=False, seed=0, disable_tqdm=True)
 
 
 def _run(name: str, trainer, groups: int) -> dict:

@@ -2,7 +2,7 @@
 
     python benchmarks/dpo_memory.py
 
-Each variant runs in its own process (peak RSS is per process): load the policy with `trl_ext.qlora.load_policy`,
+Each variant runs in its own process (peak RSS is per process): load the policy with `trl_ext.load_policy`,
 run a few DPO steps on the bundled arithmetic data, and report `ru_maxrss` plus the step time.
 Writes benchmarks/results/cpu/dpo_memory.json and .md.
 """
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `benchmarks.common`
 
 VARIANTS = {"qlora_4bit": ["--load_in_4bit", "true"], "lora_bf16": ["--dtype", "bfloat16"],
             "lora_fp32": ["--dtype", "float32"]}
@@ -30,19 +31,18 @@ def child(variant: str, steps: int) -> None:
     from transformers import AutoTokenizer
     from trl import ModelConfig
 
-    from trl_ext import DPOConfig, DPOTrainer, load_preference_file
-    from trl_ext.models import smollm2_path
-    from trl_ext.qlora import is_4bit, load_policy
-    from trl_ext.utils import REPO_ROOT
+    from benchmarks.common import REPO_ROOT
+    from model_assets import smollm2_path
+    from trl_ext import DPOConfig, DPOTrainer, is_4bit, load_policy, load_preference_file
 
     path = smollm2_path()
     model_args = ModelConfig(model_name_or_path=path, use_peft=True, lora_r=16, lora_alpha=32,
                              load_in_4bit=variant == "qlora_4bit",
                              dtype={"lora_bf16": "bfloat16", "lora_fp32": "float32"}.get(variant, "bfloat16"))
-    model, peft_config = load_policy(model_args, gradient_checkpointing=False)
+    model, peft_config = load_policy(model_args, activation_checkpointing=False)
     data = load_preference_file(REPO_ROOT / "recipes" / "data" / "arithmetic_ranked.jsonl").select(range(4 * steps))
     args = DPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=4, max_steps=steps, bf16=False,
-                     report_to=[], save_strategy="no", gradient_checkpointing=False, disable_tqdm=True, max_length=128)
+                     report_to=[], save_strategy="no", activation_checkpointing=False, disable_tqdm=True, max_length=128)
     trainer = DPOTrainer(model, args=args, train_dataset=data.remove_columns("split"),
                          processing_class=AutoTokenizer.from_pretrained(path), peft_config=peft_config)
     start = time.perf_counter()
@@ -63,7 +63,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.steps)
         return
-    from trl_ext.models import smollm2_path
+    from model_assets import smollm2_path
 
     smollm2_path()  # dequantise/cache once, outside the measured processes
     results = []

@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> dict:
 
     from trl import ModelConfig, TrlParser
 
-    from trl_ext import GRPOConfig, PPOConfig
-    from trl_ext.recipe_utils import MathsRLScriptArguments, default_config_argv
-
     sys.path.insert(0, str(REPO / "recipes"))
+    from recipe_utils import MathsRLScriptArguments, default_config_argv
+
+    from trl_ext import GRPOConfig, PPOConfig
     recipe = importlib.import_module(args.algo)
     # GRPO: completions per step = per-device batch; PPO: completions per rollout = batch x mini-batches
     per_device = args.completions_per_step // (args.ppo_mini_batches if args.algo == "ppo" else 1)

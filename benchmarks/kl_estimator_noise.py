@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import statistics
 import time
 from pathlib import Path
@@ -32,10 +33,10 @@ def main(args: argparse.Namespace) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trl_ext import full_kl_per_token
-    from trl_ext.data import load_preference_file
-    from trl_ext.models import smollm2_path
-    from trl_ext.recipe_utils import prompt_answer_dataset
+    sys.path[:0] = [str(REPO), str(REPO / "recipes")]
+    from model_assets import smollm2_path
+    from recipe_utils import prompt_answer_dataset
+    from trl_ext import full_kl_per_token, load_preference_file
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)

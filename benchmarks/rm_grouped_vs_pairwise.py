@@ -17,24 +17,27 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `benchmarks.common`
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
 import trl  # noqa: E402
 
+from benchmarks.common import REPO_ROOT, shared_data_dir  # noqa: E402
+from model_assets import minilm_path  # noqa: E402
 from trl_ext import BertClsRewardModel, RewardConfig, RewardTrainer, load_oasst_ranked, ranked_to_pairs  # noqa: E402
-from trl_ext.utils import REPO_ROOT, minilm_path  # noqa: E402
 
 
 def _config(cls, out: str, batch: int, max_length: int, **extra):
     return cls(output_dir=out, per_device_train_batch_size=batch, num_train_epochs=1, learning_rate=5e-5,
                max_length=max_length, bf16=False, report_to=[], save_strategy="no", logging_steps=1000,
-               gradient_checkpointing=False, seed=0, disable_tqdm=True, **extra)
+               activation_checkpointing=False, seed=0, disable_tqdm=True, **extra)
 
 
 def _run(name: str, trainer, n_prompts: int) -> dict:
@@ -60,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
-    groups = load_oasst_ranked(conversational=False)
+    groups = load_oasst_ranked(shared_data_dir() / "oasst1" / "oasst1_en_validation.messages.jsonl", conversational=False)
     if args.max_groups:
         groups = groups.select(range(min(args.max_groups, len(groups))))
     pairs, stats = ranked_to_pairs(groups)

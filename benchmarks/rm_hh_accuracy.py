@@ -11,16 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `benchmarks.common`
 
 import torch  # noqa: E402
 
+from benchmarks.common import REPO_ROOT, shared_data_dir  # noqa: E402
+from model_assets import minilm_path  # noqa: E402
 from trl_ext import RewardConfig, RewardTrainer, load_hh_rlhf  # noqa: E402
-from trl_ext.utils import REPO_ROOT, minilm_path  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +34,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "cpu"))
     args = parser.parse_args()
 
-    data, hh_stats = load_hh_rlhf()
+    data, hh_stats = load_hh_rlhf([shared_data_dir() / "hh-rlhf" / f"{n}_test.jsonl.gz"
+                                   for n in ("helpful-base", "harmless-base")])
     splits = data.train_test_split(test_size=0.1, seed=42)
     results = {"data": "HH-RLHF helpful-base + harmless-base test files", "hh_loader_stats": hh_stats,
                "train_pairs": len(splits["train"]), "heldout_pairs": len(splits["test"]), "max_length": args.max_length,
@@ -43,7 +47,7 @@ def main() -> None:
             output_dir=tempfile.mkdtemp(), num_train_epochs=1, per_device_train_batch_size=args.batch,
             per_device_eval_batch_size=64, learning_rate=1e-3 if frozen else 5e-5, warmup_steps=20,
             max_length=args.max_length, freeze_encoder=frozen, bf16=False, report_to=[], save_strategy="no",
-            logging_steps=50, gradient_checkpointing=False, seed=42, disable_tqdm=True,
+            logging_steps=50, activation_checkpointing=False, seed=42, disable_tqdm=True,
         )
         trainer = RewardTrainer(str(minilm_path()), args=config, train_dataset=splits["train"],
                                 eval_dataset=splits["test"])

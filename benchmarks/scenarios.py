@@ -43,7 +43,7 @@ class Size:
     warmup: int
     steps: int
     bf16: bool
-    gradient_checkpointing: bool = False
+    activation_checkpointing: bool = False
 
 
 SIZES = {
@@ -124,7 +124,7 @@ def _common_args(size: Size, batch: int, **extra) -> dict[str, Any]:
         output_dir=tempfile.mkdtemp(prefix="trl_ext_bench_"), per_device_train_batch_size=batch,
         max_steps=size.warmup + size.steps, learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0,
         logging_steps=10**6, save_strategy="no", report_to=[], disable_tqdm=True, bf16=size.bf16,
-        gradient_checkpointing=size.gradient_checkpointing, dataloader_num_workers=0, seed=0, **extra,
+        activation_checkpointing=size.activation_checkpointing, dataloader_num_workers=0, seed=0, **extra,
     )
 
 
@@ -188,7 +188,7 @@ def _load_policy(built: BuiltModel, size: Size, quantized: bool):
     model_args = ModelConfig(model_name_or_path=built.path, load_in_4bit=quantized, use_peft=True, lora_r=16,
                              lora_alpha=32, lora_dropout=0.0, lora_target_modules=["all-linear"],
                              dtype="bfloat16" if size.bf16 else "float32")
-    return load_policy(model_args, gradient_checkpointing=size.gradient_checkpointing)
+    return load_policy(model_args, activation_checkpointing=size.activation_checkpointing)
 
 
 def _grpo_trainer(size: Size, quantized: bool | None, with_bert: bool, shape: str | None = None,
@@ -196,7 +196,7 @@ def _grpo_trainer(size: Size, quantized: bool | None, with_bert: bool, shape: st
     import trl
 
     import trl_ext
-    from trl_ext.reward_functions import TextRewardModel
+    from trl_ext import TextRewardModel
 
     shape = shape or size.decoder
     built = build_model(shape, "causal_lm", _dtype(size))

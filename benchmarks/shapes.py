@@ -3,7 +3,7 @@
 
 Each shape copies the published architecture hyper-parameters of a real checkpoint (hidden size, layers, heads, vocab,
 ...), so parameter counts, FLOPs and memory match it; the weights are random, which changes nothing about speed or
-memory. Tokenizers are local character-level ones (`trl_ext.testing`): one token per character, so sequence lengths are
+memory. Tokenizers are local character-level ones (`tests.helpers`): one token per character, so sequence lengths are
 exact. Models are saved once per shape to a cache folder (TRL and 4-bit loading read them back by path).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from trl_ext.testing import build_char_tokenizer, build_wordpiece_tokenizer
+from benchmarks.common import build_char_tokenizer, build_wordpiece_tokenizer
 
 # name -> (kind, config kwargs). Decoder shapes are LlamaConfig/Qwen2Config kwargs; encoder shapes BertConfig kwargs.
 SHAPES: dict[str, dict[str, Any]] = {

@@ -18,24 +18,23 @@ The reference model is the policy's base with the adapter disabled (one copy of 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the defaults never need the hub; --dataset_name users can unset it
+from recipe_utils import BUNDLED_DATA, RECIPES_DIR, offline_unless_hub_named
 
-from transformers import AutoTokenizer  # noqa: E402
-from trl import ModelConfig, TrlParser  # noqa: E402
+DEFAULT_CONFIG = RECIPES_DIR / "dpo_lora.yaml"
+DEFAULT_DATA = BUNDLED_DATA / "arithmetic_ranked.jsonl"
 
+if __name__ == "__main__":
+    offline_unless_hub_named(sys.argv[1:], DEFAULT_CONFIG)
+
+from trl import ModelConfig  # noqa: E402
+
+from recipe_utils import DataArguments, load_policy_and_tokenizer, load_splits, one_line_errors, parse  # noqa: E402
 from trl_ext import DPOConfig, DPOTrainer  # noqa: E402
-from trl_ext.qlora import load_policy, trainable_parameter_names  # noqa: E402
-from trl_ext.recipe_utils import DataArguments, default_config_argv, load_splits  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_CONFIG = HERE / "dpo_lora.yaml"
-DEFAULT_DATA = HERE / "data" / "arithmetic_ranked.jsonl"
+from trl_ext.peft_utils import trainable_parameter_names  # noqa: E402
 
 
 @dataclass
@@ -49,21 +48,10 @@ class DPOScriptArguments(DataArguments):
 def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig) -> dict:
     """Train, report held-out preference accuracy before/after, save the adapter; returns the figures and trainer."""
     start = time.perf_counter()
-    if not model_args.model_name_or_path and not script_args.sft_adapter_path:
-        from trl_ext.models import smollm2_path
-
-        model_args.model_name_or_path = smollm2_path()
-    splits = load_splits(script_args, DEFAULT_DATA, training_args.seed)
-    model, peft_config = load_policy(
-        model_args,
-        adapter_path=script_args.sft_adapter_path,
-        gradient_checkpointing=training_args.gradient_checkpointing,
-        gradient_checkpointing_kwargs=training_args.gradient_checkpointing_kwargs,
-    )
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path or model.peft_config["default"].base_model_name_or_path,
-        revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code,
-    )
+    with one_line_errors():  # a bad data file: one line naming the file's row, before any model loads
+        splits = load_splits(script_args, DEFAULT_DATA, training_args.seed, training_args.on_invalid_rows)
+    model, peft_config, tokenizer = load_policy_and_tokenizer(model_args, training_args,
+                                                              adapter_path=script_args.sft_adapter_path)
     trainer = DPOTrainer(
         model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["test"],
         processing_class=tokenizer, peft_config=peft_config,
@@ -88,8 +76,4 @@ def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: 
 
 
 if __name__ == "__main__":
-    parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(
-        args=default_config_argv(sys.argv[1:], DEFAULT_CONFIG)
-    )
-    main(script_args, training_args, model_args)
+    main(*parse((DPOScriptArguments, DPOConfig, ModelConfig), None, DEFAULT_CONFIG))

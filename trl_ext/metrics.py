@@ -1,3 +1,4 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
 """Pure functions for evaluating reward models.
 
 Two families of metrics:
@@ -18,15 +19,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-
-__all__ = [
-    "pair_accuracy",
-    "pairwise_auc",
-    "kendall_tau",
-    "spearman",
-    "top1_correct",
-    "group_ranking_metrics",
-]
 
 ScoreLike = Sequence[float] | torch.Tensor
 
@@ -110,7 +102,7 @@ def pair_accuracy(
             f"weight must have the same shape as chosen/rejected {tuple(chosen.shape)}, got {tuple(weight.shape)}"
         )
     w = weight.detach().to(device=chosen.device, dtype=dtype)
-    return (correct * w).sum() / w.sum()
+    return (correct * w).sum() / w.sum()  # NaN when every weight is 0: no pair to score
 
 
 def pairwise_auc(positive: ScoreLike, negative: ScoreLike) -> float:

@@ -120,12 +120,6 @@ def value_loss(
     return loss, stats
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-position entropy of the categorical distribution given by `logits` ([..., V] -> [...])."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
-
-
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """1 − Var[R − V] / Var[R] over the masked positions (1: perfect critic, 0: no better than a constant)."""
     var_returns = masked_var(returns, mask, unbiased=False)

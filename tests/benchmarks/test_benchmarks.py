@@ -1,0 +1,223 @@
+"""The benchmark harness: measurement helpers (exact values) and the CPU smoke run's output schema."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.measure import (
+    StepRecord,
+    TimedCall,
+    TokenCounter,
+    datasheet_bf16_tflops,
+    device_slug,
+    parameter_count,
+    summarize,
+)
+from tests.helpers import REPO_ROOT, wandb_history
+
+
+def test_parameter_count_counts_tied_weights_once():
+    emb = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight
+    model = torch.nn.ModuleDict({"emb": emb, "head": head, "mid": torch.nn.Linear(4, 4)})
+    assert parameter_count(model) == 40 + 16 + 4
+
+
+def test_token_counter_splits_trained_and_forward_only_tokens():
+    class Echo(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, past_key_values=None):
+            return input_ids
+
+    module = Echo()
+    counter = TokenCounter(module, "policy", n_params=7)
+    ids = torch.ones(2, 5, dtype=torch.long)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    module(input_ids=ids, attention_mask=mask)  # grad enabled: trained tokens, padding excluded
+    with torch.no_grad():
+        module(input_ids=ids, attention_mask=mask)  # reference / prefill
+        module(input_ids=torch.ones(2, 1, dtype=torch.long), attention_mask=torch.ones(2, 6), past_key_values=object())
+    assert counter.take() == (8, 8 + 2)
+    assert counter.take() == (0, 0)
+    counter.remove()
+    module(input_ids=ids, attention_mask=mask)
+    assert counter.take() == (0, 0)
+
+
+def test_summarize_flops_mfu_and_shares():
+    counter = TokenCounter(torch.nn.Linear(1, 1), "policy", n_params=100)
+    counter.remove()
+    records = [
+        StepRecord(seconds=9.0, train_tokens={"policy": 1}, forward_tokens={"policy": 1}, timers={"rm": 9.0}),  # warm-up
+        StepRecord(seconds=2.0, train_tokens={"policy": 10}, forward_tokens={"policy": 5}, timers={"rm": 0.5}),
+        StepRecord(seconds=4.0, train_tokens={"policy": 30}, forward_tokens={"policy": 15}, timers={"rm": 0.5}),
+    ]
+    out = summarize(records, warmup=1, counters=[counter], samples_per_step=6, peak_tflops=1e-9)
+    assert out["steps_measured"] == 2
+    assert out["step_time_s_median"] == pytest.approx(3.0)
+    assert out["samples_per_s"] == pytest.approx(2.0)
+    assert out["tokens_per_s"] == pytest.approx(40 / 6)
+    flops = 6 * 100 * 40 + 2 * 100 * 20
+    assert out["flops_per_step"] == pytest.approx(flops / 2)
+    assert out["achieved_tflops"] == pytest.approx(flops / 6 / 1e12)
+    assert out["mfu"] == pytest.approx(flops / 6 / 1e12 / 1e-9)
+    assert out["rm_share_of_step"] == pytest.approx(1.0 / 6)
+    with pytest.raises(RuntimeError, match="No measured steps"):
+        summarize(records[:1], warmup=1, counters=[counter], samples_per_step=1, peak_tflops=None)
+
+
+def test_timed_call_accumulates_and_keeps_the_name():
+    def my_reward(x):
+        return [x]
+
+    timed = TimedCall(my_reward)
+    assert timed(3) == [3] and timed.__name__ == "my_reward"
+    assert timed.take() >= 0.0 and timed.take() == 0.0
+
+
+def test_datasheet_and_slug():
+    assert datasheet_bf16_tflops("NVIDIA H100 80GB HBM3") == pytest.approx(989.4)
+    assert datasheet_bf16_tflops("NVIDIA H100 PCIe") == pytest.approx(756.5)
+    assert datasheet_bf16_tflops("NVIDIA H200") == pytest.approx(989.4)
+    assert datasheet_bf16_tflops("Some GPU") is None
+    assert device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert device_slug("cpu") == "cpu"
+
+
+def test_cli_rejects_bad_arguments():
+    from benchmarks.run import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--scenarios", "no_such_scenario"])
+    with pytest.raises(SystemExit):
+        parse_args(["--cpu-smoke", "--steps", "0"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            parse_args(["--size", "gpu"])
+    with pytest.raises(SystemExit):
+        parse_args(["--cpu-smoke", "--repeats", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--cpu-smoke", "--size", "small"])
+    assert parse_args(["--cpu-smoke"]).size == "cpu-smoke"
+    assert parse_args(["--cpu-smoke", "--repeats", "2", "--name", "x"]).repeats == 2
+
+
+def test_cpu_smoke_run_writes_every_scenario(tmp_path):
+    """The CI smoke run: every scenario, both variants, the JSON schema, the table and the plots (not the numbers)."""
+    pytest.importorskip("wandb")
+    env = {**os.environ, "TRL_EXT_BENCH_CACHE": str(tmp_path / "models"), "CUDA_VISIBLE_DEVICES": "",
+           "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--cpu-smoke", "--out", str(out), "--report_to",
+                           "wandb"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "RANDOM" in proc.stdout
+    rows = [json.loads(line) for line in (out / "cpu-smoke.jsonl").read_text().splitlines()]
+    from benchmarks.scenarios import all_scenarios
+
+    assert [r["scenario"] for r in rows] == list(all_scenarios())
+    for row in rows:
+        for key in ("device", "device_name", "versions", "command", "size_config", "definitions", "ratios", "goal"):
+            assert key in row, (row["scenario"], key)
+        assert row["versions"]["trl"] and row["command"].startswith("python -m benchmarks.run")
+        for role in ("baseline", "candidate"):
+            f = row["variants"][role]
+            assert f["steps_measured"] == row["size_config"]["steps"]
+            for key in ("step_time_s_median", "samples_per_s", "tokens_per_s", "peak_memory_mib", "flops_per_step"):
+                assert isinstance(f[key], float) and math.isfinite(f[key]) and f[key] > 0, (row["scenario"], role, key)
+            assert f["mfu"] is None  # CPU: no MFU
+        assert set(row["ratios"]) == {"step_time", "samples_per_s", "peak_memory", "forward_ratio"}
+    by_name = {r["scenario"]: r for r in rows}
+    # grouped training forwards each completion once: K=4 -> 3x fewer rows per pair, K=8 -> 7x (policy + reference)
+    assert by_name["rm_grouped_k4"]["ratios"]["forward_ratio"] == pytest.approx(3.0, rel=0.15)
+    assert by_name["rm_grouped_k8"]["ratios"]["forward_ratio"] == pytest.approx(7.0, rel=0.15)
+    assert by_name["dpo_grouped_k4"]["ratios"]["forward_ratio"] == pytest.approx(3.0, rel=0.15)
+    assert by_name["rm_overhead"]["ratios"]["forward_ratio"] == pytest.approx(1.0, rel=0.01)
+    share = by_name["grpo_bert_rm"]["variants"]["candidate"]["reward_model_share_of_step"]
+    assert 0.0 < share < 1.0
+    assert "reward_model_share_of_step" not in by_name["grpo_bert_rm"]["variants"]["baseline"]
+    ppo = by_name["ppo_vs_rloo"]
+    assert ppo["variants"]["baseline"]["trainer"].endswith("trl.trainer.rloo_trainer.RLOOTrainer")
+    assert ppo["variants"]["candidate"]["trainer"] == "trl_ext.trainer.ppo_trainer.PPOTrainer"
+    assert ppo["goal"]["met"] in (True, False)  # both conditions evaluated on CPU too
+    assert ppo["variants"]["baseline"]["samples_per_step"] == ppo["variants"]["candidate"]["samples_per_step"]
+    md = (out / "cpu-smoke.md").read_text()
+    assert "random" in md and all(name in md for name in by_name)
+    assert (out / "cpu-smoke_throughput.png").stat().st_size > 1000
+    assert (out / "cpu-smoke_memory.png").stat().st_size > 1000
+    # --report_to wandb: the offline run holds the table and the per-scenario ratios
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    history = wandb_history(run_file)
+    logged = {key for row in history for key in row}
+    table_rows = [row for row in history if row.get("benchmark/table/_type") == "table-file"]
+    assert table_rows and table_rows[0]["benchmark/table/nrows"] == 2 * len(rows)  # baseline + candidate per scenario
+    assert "benchmark/dpo_grouped_k4/ratio_samples_per_s" in logged
+
+
+def test_kl_control_plot_shows_both_estimators_and_compared_runs(tmp_path):
+    """benchmarks/kl_control.py --plot: the table names each run's estimator and error, compared runs included."""
+    from benchmarks.kl_control import plot
+
+    def run(estimator, kls, sampled=None):
+        rows = [{"step": i + 1, "kl": kl, "kl_sampled": (sampled or kls)[i], "beta": 0.3, "reward": 0.5}
+                for i, kl in enumerate(kls)]
+        return {"kl_target": 1.0, "kl_horizon": 400.0, "beta_start": 0.4, "kl_estimator": estimator, "learning_rate": 5e-5,
+                "mean_kl_second_half": 1.0, "mean_abs_rel_error_second_half": 0.11,
+                "mean_abs_rel_error_second_half_sampled_kl": 0.3, "accuracy_before": 0.1, "accuracy_after": 0.3,
+                "wall_clock_s": 1.0, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+
+    (tmp_path / "ppo_kl_adaptive.json").write_text(json.dumps(run("full", [0.9, 1.1], sampled=[0.7, 1.4])))
+    (tmp_path / "ppo_kl_adaptive_old.json").write_text(json.dumps(run("sample", [0.5, 1.5])))
+    plot(tmp_path, "ppo", ("ppo_kl_adaptive_old.json",))
+    table = (tmp_path / "ppo_kl_control.md").read_text()
+    assert "| adaptive | full | 5e-05 | 1.0 | 400.0 | 0.4 -> 0.3 | 1 | 0.110 |" in table  # runs differ in lr: shown
+    assert "| adaptive_old | sample |" in table
+    assert (tmp_path / "ppo_kl_control.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no grpo_kl_"):
+        plot(tmp_path, "grpo")
+
+
+def test_kl_control_plot_lists_a_run_stopped_by_hand(tmp_path):
+    """A partial run (rows parsed from its log, no summary) gets a 'stopped at step N of M' row, not a KeyError."""
+    from benchmarks.kl_control import plot
+
+    rows = [{"step": 1, "kl": 0.2, "beta": 0.3, "reward": 0.1}, {"step": 5, "kl": 1.8, "beta": 0.31, "reward": 0.4}]
+    partial = {"kl_target": 1.0, "kl_horizon": 200.0, "beta_start": 0.3, "learning_rate": 1e-4, "steps": 160,
+               "stopped_at_step": 5, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+    (tmp_path / "ppo_kl_adaptive_partial.json").write_text(json.dumps(partial))
+    plot(tmp_path, "ppo", ("ppo_kl_adaptive_partial.json",))
+    assert "| adaptive_partial | sample | 0.0001 | 1.0 | 200.0 | 0.3 -> 0.31 | stopped at step 5 of 160 |" in (
+        tmp_path / "ppo_kl_control.md").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "benchmarks" / "results" / "cpu")
+                                        .glob("*_kl_*.json")), ids=lambda p: p.name)
+def test_committed_kl_control_results_can_be_plotted(path, tmp_path):
+    """Every KL-control result kept in the repo can be drawn with `--plot --compare` (same schema, old runs included)."""
+    from benchmarks.kl_control import plot
+
+    algo = path.name.split("_kl_")[0]
+    (tmp_path / path.name).write_text(path.read_text())
+    plot(tmp_path, algo, (path.name,))
+    assert path.stem.removeprefix(f"{algo}_kl_") in (tmp_path / f"{algo}_kl_control.md").read_text()
+
+
+def test_kl_control_table_shows_no_horizon_for_a_fixed_beta_run(tmp_path):
+    """A fixed-β run's horizon is the unused CLI default: the table prints '-' instead of a number that reads as used."""
+    from benchmarks.kl_control import plot
+
+    rows = [{"step": i + 1, "kl": 0.5, "beta": 0.4, "reward": 0.2} for i in range(4)]
+    run = {"kl_control": "fixed", "kl_target": 1.0, "kl_horizon": 16, "beta_start": 0.4, "learning_rate": 5e-5,
+           "mean_kl_second_half": 0.5, "mean_abs_rel_error_second_half": 0.5, "accuracy_before": 0.1,
+           "accuracy_after": 0.2, "wall_clock_s": 1.0, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+    (tmp_path / "grpo_kl_fixed.json").write_text(json.dumps(run))
+    plot(tmp_path, "grpo")
+    assert "| fixed | sample | 5e-05 | 1.0 | - | 0.4 -> 0.4 |" in (tmp_path / "grpo_kl_control.md").read_text()

@@ -1,0 +1,241 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""The one door to TRL's and transformers' internals.
+
+Everything trl_ext needs that TRL or transformers do not export as public API goes through this module: names
+imported from TRL submodules (TRL's public API is what `import trl` exports), underscore functions and attributes, and
+the private hook methods our trainers override. When TRL or transformers move, this is the file to re-check, together
+with `docs/trl_internals.md` and `tests/unit/test_trl_compat.py` (which checks every hook listed in `HOOKS` against the
+installed TRL).
+
+Checked against trl 1.16.0 and transformers 5.23.0 and 5.24.0. At import, the installed versions are compared with
+`TESTED_VERSIONS` and a warning names any that fall outside.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import transformers
+import trl
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+#: The version ranges the test suite passes on (both ends tested); `pyproject.toml` declares the same ranges.
+TESTED_VERSIONS: dict[str, str] = {"trl": ">=1.16,<1.17", "transformers": ">=5.23,<5.25"}
+
+#: Private TRL/transformers methods that trl_ext's trainers override (and call through `super()`), by the public class
+#: that defines them, with the parameters TRL 1.16 / transformers 5.23-5.24 give them. A change in any of these is a
+#: change our overrides must follow; the unit tests compare this table with the installed libraries.
+HOOKS: dict[str, dict[str, tuple[str, ...]]] = {
+    "trl.RewardTrainer": {
+        "_prepare_dataset": ("self", "dataset", "processing_class", "args", "dataset_name"),
+        "_set_signature_columns_if_needed": ("self",),
+    },
+    "trl.DPOTrainer": {
+        "_prepare_dataset": ("self", "dataset", "processing_class", "args", "dataset_name"),
+        "_set_signature_columns_if_needed": ("self",),
+    },
+    "trl.GRPOTrainer": {
+        "_generate_and_score_completions": ("self", "inputs"),
+        "_compute_loss": ("self", "model", "inputs"),
+        "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
+    },
+    "trl.RLOOTrainer": {
+        "_generate_and_score_completions": ("self", "inputs"),
+        "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
+    },
+    "transformers.Trainer": {
+        "_save": ("self", "output_dir", "state_dict"),
+        "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"),
+        "_save_checkpoint": ("self", "model", "trial"),
+    },
+}
+
+
+def check_versions() -> list[str]:
+    """Warn (once per process) for each of trl / transformers installed outside `TESTED_VERSIONS`."""
+    found = {"trl": trl.__version__, "transformers": transformers.__version__}
+    outside = [f"{name} {found[name]} (tested {spec})" for name, spec in TESTED_VERSIONS.items()
+               if Version(found[name]) not in SpecifierSet(spec, prereleases=True)]
+    if outside:
+        warnings.warn(
+            f"trl_ext was tested with {', '.join(f'{n}{s}' for n, s in TESTED_VERSIONS.items())}, found "
+            f"{'; '.join(outside)}: the TRL methods trl_ext extends may have changed (see docs/trl_internals.md).",
+            UserWarning, stacklevel=2)
+    return outside
+
+
+check_versions()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Classes and functions TRL keeps in its submodules
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def reward_preference_collator() -> type:
+    """`trl.trainer.reward_trainer.DataCollatorForPreference` (rows: chosen..., rejected...; optional margin)."""
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    return DataCollatorForPreference
+
+
+def dpo_preference_collator() -> type:
+    """`trl.trainer.dpo_trainer.DataCollatorForPreference` (prompt + completion rows, `completion_mask`, truncation)."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    return DataCollatorForPreference
+
+
+def pad(tensors: list, padding_value: int, padding_side: str = "right", pad_to_multiple_of: int | None = None):
+    """`trl.trainer.utils.pad`: stack 1-D tensors of different lengths into one padded 2-D tensor."""
+    from trl.trainer.utils import pad as trl_pad
+
+    return trl_pad(tensors, padding_value=padding_value, padding_side=padding_side,
+                   pad_to_multiple_of=pad_to_multiple_of)
+
+
+def use_adapter(model: Any, adapter_name: str | None):
+    """`trl.trainer.utils.use_adapter`: a context with `adapter_name` active (None: every adapter disabled)."""
+    from trl.trainer.utils import use_adapter as trl_use_adapter
+
+    return trl_use_adapter(model, adapter_name=adapter_name)
+
+
+def tokenize(processing_class: Any, text_or_messages: str | list, **chat_template_kwargs: Any) -> list[int]:
+    """Token ids of one text (tokenizer call) or message list (chat template), as TRL's trainers tokenize a row
+    (`trl.data_utils._tokenize`)."""
+    from trl.data_utils import _tokenize
+
+    return _tokenize(processing_class, text_or_messages, **chat_template_kwargs)["input_ids"]
+
+
+def dataset_column_names(dataset: Any) -> list[str]:
+    """Column names of a `Dataset` or `IterableDataset` (TRL's `get_dataset_column_names`, which also reads
+    streaming datasets whose features are unknown)."""
+    from trl.data_utils import get_dataset_column_names
+
+    return list(get_dataset_column_names(dataset))
+
+
+def sub_config_spec(config_class: type, model_type: str) -> Any:
+    """`transformers.configuration_utils.SubConfigSpec`: how a composite config declares a nested config."""
+    from transformers.configuration_utils import SubConfigSpec
+
+    return SubConfigSpec(config_class=config_class, model_type=model_type)
+
+
+def encoder_class_for_config(config: Any) -> type:
+    """The class `AutoModel.from_config(config)` would build (`AutoModel._model_mapping`)."""
+    from transformers import AutoModel
+
+    return AutoModel._model_mapping[type(config)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Trainer state TRL keeps in private attributes
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def metrics(trainer: Any, mode: str) -> Any:
+    """The trainer's metric buffer for `mode` ("train" | "eval"): `trainer._metrics[mode]`, a name -> list of
+    values mapping that TRL's `log` averages and clears."""
+    return trainer._metrics[mode]
+
+
+def last_metric(trainer: Any, mode: str, name: str) -> float | None:
+    """The value TRL appended last to metric `name` (None when there is none yet)."""
+    values = trainer._metrics[mode].get(name)
+    return values[-1] if values else None
+
+
+def add_train_tokens(trainer: Any, tokens_all_processes: int) -> int:
+    """Count tokens seen in training as TRL does (`_total_train_tokens`, divided by the tensor-parallel size) and
+    set the `num_tokens` metric; returns the new total."""
+    trainer._total_train_tokens += tokens_all_processes // trainer._tp_size
+    trainer._metrics["train"]["num_tokens"] = [trainer._total_train_tokens]
+    return trainer._total_train_tokens
+
+
+def train_tokens(trainer: Any) -> int:
+    """Tokens seen in training so far (`_total_train_tokens`)."""
+    return trainer._total_train_tokens
+
+
+def signature_columns(trainer: Any) -> list[str] | None:
+    """The dataset columns the Trainer keeps (`_signature_columns`; None before TRL sets them)."""
+    return trainer._signature_columns
+
+
+def set_signature_columns(trainer: Any, columns: list[str]) -> None:
+    trainer._signature_columns = list(columns)
+
+
+def micro_step(trainer: Any) -> int:
+    """GRPO/RLOO's count of `training_step` calls (`_step`): a new rollout is generated when it is a multiple of
+    `steps_per_generation * num_iterations`."""
+    return trainer._step
+
+
+def advance_micro_step(trainer: Any) -> None:
+    trainer._step += 1
+
+
+def set_micro_step(trainer: Any, step: int) -> None:
+    trainer._step = int(step)
+
+
+def rollout_buffer(trainer: Any) -> list[dict]:
+    """GRPO/RLOO's current generation batch, split into `steps_per_generation` mini-batches (`_buffered_inputs`)."""
+    return trainer._buffered_inputs
+
+
+def set_rollout_buffer(trainer: Any, buffer: list[dict]) -> None:
+    trainer._buffered_inputs = buffer
+
+
+def checkpoint_dir(trainer: Any, trial: Any = None) -> str:
+    """The folder transformers' `_save_checkpoint` writes this step's checkpoint to (`_get_output_dir`)."""
+    import os
+
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    return os.path.join(trainer._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}")
+
+
+def online_tokenizer(trainer: Any) -> Any:
+    """The tokenizer of a GRPO/RLOO trainer's processing class (`_tokenizer`)."""
+    return trainer._tokenizer
+
+
+def per_token_logps_and_entropies(trainer: Any, model: Any, input_ids: Any, attention_mask: Any,
+                                  logits_to_keep: int, batch_size: int | None = None,
+                                  compute_entropy: bool = False) -> tuple[Any, Any]:
+    """GRPO's `_get_per_token_logps_and_entropies` reduced to `(logps, entropies)`. TRL 1.16 returns a third value
+    (the router auxiliary loss); TRL before 1.7 returned two."""
+    out = trainer._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                     batch_size=batch_size, compute_entropy=compute_entropy)
+    return out[0], out[1]
+
+
+def prepare_inputs(trainer: Any, batch: dict) -> dict:
+    """transformers' `Trainer._prepare_inputs`: move a collated batch to the trainer's device."""
+    from transformers import Trainer
+
+    return Trainer._prepare_inputs(trainer, batch)
+
+
+def fused_lm_forward(model: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
+    """A forward through the LM head TRL's DPO trainer patches in (`add_fused_lm_head`): the outputs carry per-token
+    `log_probs` (of `labels`, shifted) and `entropy` instead of full logits."""
+    return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False,
+                 fused_lm_head=True)
+
+
+def hook_parameters(owner: str, name: str) -> tuple[str, ...]:
+    """Parameter names of hook `name` on `owner` ("trl.DPOTrainer", "transformers.Trainer", ...) as installed."""
+    module, cls = owner.split(".")
+    target = getattr(trl if module == "trl" else transformers, cls)
+    return tuple(inspect.signature(getattr(target, name)).parameters)

@@ -1,0 +1,369 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""4-bit LoRA (QLoRA) policies for every trl_ext trainer and recipe, driven by TRL's own [`trl.ModelConfig`].
+
+One way to get a policy:
+
+```python
+from trl import DPOConfig, DPOTrainer, ModelConfig
+from trl_ext import load_policy
+
+model_args = ModelConfig(model_name_or_path="path/to/base", load_in_4bit=True, use_peft=True)
+model, peft_config = load_policy(model_args)                                  # fresh LoRA adapter
+# model, peft_config = load_policy(model_args, adapter_path="path/to/sft_adapter")   # continue an SFT adapter
+trainer = DPOTrainer(model, args=DPOConfig(...), train_dataset=..., processing_class=tok, peft_config=peft_config)
+```
+
+* `load_in_4bit`: NF4 weights with double quantisation and a bf16 compute dtype where supported ([`bnb_4bit_config`]),
+  prepared for k-bit training (frozen base, fp32 norms/embeddings) with activation checkpointing.
+* `use_peft`: LoRA on all linear layers by default ([`lora_config`], built with `trl.get_peft_config`).
+* Reference model: none is loaded. With a fresh adapter TRL computes the reference with the adapter disabled (the bare
+  base); with `adapter_path` the model comes back as a `PeftModel` holding the SFT adapter (trainable) and TRL 1.16's
+  DPO / KTO / GRPO / RLOO trainers add a frozen copy of it named `"ref"` and use that as the reference (the fix for TRL
+  issue #4723: the reference is the SFT policy, not the bare base). Either way only one copy of the base weights is
+  in memory. Trainers that don't do this (e.g. `trl.experimental` ones, or our own) can call
+  [`add_frozen_reference_adapter`].
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import torch
+from peft import (
+    LoraConfig,
+    PeftConfig,
+    PeftModel,
+    get_peft_model_state_dict,
+    prepare_model_for_kbit_training,
+    set_peft_model_state_dict,
+)
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from trl import ModelConfig, get_peft_config, get_quantization_config
+
+logger = logging.getLogger(__name__)
+
+#: peft's shorthand for "every `nn.Linear` except the output head" (QLoRA paper: adapters on all linear layers).
+DEFAULT_LORA_TARGET_MODULES = "all-linear"
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+_PEFT_ADAPTER_CONFIG = "adapter_config.json"
+
+
+def default_compute_dtype() -> torch.dtype:
+    """The 4-bit compute dtype used when none is asked for.
+
+    * CUDA with bf16 support (Ampere and newer): `torch.bfloat16` (QLoRA paper; same range as fp32, no overflow).
+    * CUDA without bf16 (V100, T4): `torch.float16`, the only fast half type there.
+    * CPU (and anything else): `torch.bfloat16`. bitsandbytes >= 0.45 runs 4-bit on CPU by dequantising to the
+      compute dtype; bf16 halves the dequantised copy and CPU bf16 matmuls are supported by torch everywhere (fast
+      on AVX512-BF16/AMX). Pass `compute_dtype=torch.float32` to [`bnb_4bit_config`] for bit-exact fp32 compute.
+    """
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def _as_dtype(value: Any, what: str) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, str) and value.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[value.removeprefix("torch.")]
+    raise ValueError(f"{what} must be one of {sorted(_DTYPES)} or a torch.dtype, got {value!r}.")
+
+
+def bnb_4bit_config(
+    model_args: ModelConfig | None = None,
+    compute_dtype: torch.dtype | str | None = None,
+    *,
+    double_quant: bool | None = None,
+) -> BitsAndBytesConfig:
+    """A bitsandbytes 4-bit config: NF4, double quantisation, bf16 compute where supported.
+
+    Built with `trl.get_quantization_config`, so `ModelConfig.bnb_4bit_quant_type` (`"nf4"` by default, or `"fp4"`)
+    and `bnb_4bit_quant_storage` are honoured as TRL honours them. Differences from TRL's function, on purpose:
+
+    * **Compute dtype**: `compute_dtype` wins; else `model_args.dtype` when it is `"bfloat16"` or `"float16"`; else
+      (`None`, `"auto"`, or `ModelConfig`'s default `"float32"`) [`default_compute_dtype`]. TRL reuses `dtype`
+      verbatim, which with the `"float32"` default makes every 4-bit matmul dequantise to fp32 (slow, 2x memory);
+      `ModelConfig` can't tell an explicit `"float32"` from its default, so ask for fp32 with `compute_dtype`.
+    * **Double quantisation** (quantising the quantisation constants, ~0.4 bit/parameter saved at no measurable
+      quality cost, QLoRA paper) is on unless `double_quant=False`. `ModelConfig.use_bnb_nested_quant` defaults to
+      False and an explicit False can't be told from the default, so it only ever agrees with this choice.
+
+    Args:
+        model_args: TRL's model arguments (`None`: all defaults).
+        compute_dtype: dtype the 4-bit weights are dequantised to for matmuls (`torch.dtype` or its name).
+        double_quant: override double quantisation (default on).
+    """
+    model_args = model_args if model_args is not None else ModelConfig()
+    if model_args.bnb_4bit_quant_type not in ("nf4", "fp4"):
+        raise ValueError(
+            f"ModelConfig.bnb_4bit_quant_type must be 'nf4' or 'fp4', got {model_args.bnb_4bit_quant_type!r}."
+        )
+    if compute_dtype is not None:
+        dtype = _as_dtype(compute_dtype, "compute_dtype")
+    elif isinstance(model_args.dtype, (str, torch.dtype)) and str(model_args.dtype).removeprefix("torch.") in (
+        "bfloat16",
+        "float16",
+    ):
+        dtype = _as_dtype(model_args.dtype, "ModelConfig.dtype")
+    elif model_args.dtype in (None, "auto", "float32", torch.float32):
+        dtype = default_compute_dtype()
+    else:
+        raise ValueError(
+            f"ModelConfig.dtype must be one of 'auto', 'bfloat16', 'float16', 'float32', got {model_args.dtype!r}."
+        )
+    # Reuse TRL's builder on a copy carrying our decisions, so any field TRL adds later is honoured too.
+    args_4bit = dataclasses.replace(
+        model_args,
+        load_in_4bit=True,
+        load_in_8bit=False,
+        use_bnb_nested_quant=True if double_quant is None else bool(double_quant),
+        dtype=str(dtype).removeprefix("torch."),
+    )
+    return get_quantization_config(args_4bit)
+
+
+def lora_config(model_args: ModelConfig, task_type: str | None = None) -> LoraConfig:
+    """A `LoraConfig` from TRL's `ModelConfig` (`lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`,
+    `lora_target_parameters`, `lora_modules_to_save`, `use_rslora`, `use_dora`), built with `trl.get_peft_config`.
+
+    The one difference from TRL: `lora_target_modules=None` means all linear layers (`"all-linear"`, as in QLoRA)
+    rather than peft's per-architecture default (only `q_proj`/`v_proj` for Llama). `task_type` defaults to
+    `model_args.lora_task_type` (`"CAUSAL_LM"`; `"SEQ_CLS"` for reward models). Returned even when
+    `model_args.use_peft` is False: asking for a LoRA config is asking for LoRA.
+    """
+    if not isinstance(model_args, ModelConfig):
+        raise TypeError(f"model_args must be a trl.ModelConfig, got {type(model_args).__name__}.")
+    if not isinstance(model_args.lora_r, int) or model_args.lora_r <= 0:
+        raise ValueError(f"ModelConfig.lora_r must be a positive integer, got {model_args.lora_r!r}.")
+    if not 0.0 <= float(model_args.lora_dropout) < 1.0:
+        raise ValueError(f"ModelConfig.lora_dropout must be in [0, 1), got {model_args.lora_dropout!r}.")
+    targets = model_args.lora_target_modules
+    if targets is None or (not isinstance(targets, str) and len(targets) == 0):
+        targets = DEFAULT_LORA_TARGET_MODULES
+    args = dataclasses.replace(
+        model_args,
+        use_peft=True,
+        lora_target_modules=targets,
+        lora_task_type=task_type if task_type is not None else model_args.lora_task_type,
+    )
+    return get_peft_config(args)
+
+
+def _kbit_device_map() -> dict[str, int] | None:
+    # bitsandbytes quantises while loading, on the device the weights land on: put the whole model on this process's
+    # accelerator (one copy per DDP rank). On CPU, no device map: bitsandbytes >= 0.45 quantises on the CPU.
+    if torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        from accelerate import PartialState
+
+        return {"": PartialState().local_process_index}
+    return None
+
+
+def _check_adapter_dir(adapter_path: str | os.PathLike) -> str:
+    path = os.fspath(adapter_path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"adapter_path {path!r} does not exist (expected a saved PEFT adapter directory).")
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, _PEFT_ADAPTER_CONFIG)):
+        raise FileNotFoundError(
+            f"adapter_path {path!r} is not a PEFT adapter directory: no {_PEFT_ADAPTER_CONFIG} in it "
+            "(save one with `peft_model.save_pretrained(dir)`)."
+        )
+    return path
+
+
+def _enable_checkpointing(model: PreTrainedModel, kwargs: dict[str, Any]) -> None:
+    model.activation_checkpointing_enable(kwargs)
+    if kwargs.get("use_reentrant", False):
+        # Reentrant checkpointing only back-propagates into inputs that require grad; with a frozen embedding the
+        # adapters inside would get no gradient.
+        model.enable_input_require_grads()
+
+
+@contextlib.contextmanager
+def activation_checkpointing_disabled(model: PreTrainedModel, kwargs: dict[str, Any] | None = None):
+    """Run with activation checkpointing off, then turn it back on with `kwargs` if it was on."""
+    was_enabled = model.is_activation_checkpointing
+    if was_enabled:
+        model.activation_checkpointing_disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            model.activation_checkpointing_enable(kwargs)
+
+
+def _keep_cpu_4bit_layout_trainable(model: torch.nn.Module) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference inside a model that will be trained.
+
+    bitsandbytes 0.50, on CPUs with AVX512-BF16, repacks a `Linear4bit`'s weight in place the first time the layer
+    runs in eval mode on an input without grad (an evaluation loop, a reference forward, a generation): the layout
+    changes, double quantisation is dropped, and every later forward goes through a kernel without an autograd
+    formula, so back-propagation through the frozen base silently loses the input gradient and the LoRA adapters
+    below that layer get wrong gradients (measured: layer-0 LoRA grad norm halves after one eval forward). The
+    repack is an inference optimisation, so it is switched off for training policies; no effect on GPU.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def load_policy(
+    model_args: ModelConfig,
+    *,
+    adapter_path: str | os.PathLike | None = None,
+    activation_checkpointing: bool = True,
+    activation_checkpointing_kwargs: dict[str, Any] | None = None,
+    model_cls: Any = AutoModelForCausalLM,
+    **from_pretrained_kwargs: Any,
+) -> tuple[PreTrainedModel, PeftConfig | None]:
+    """Load a policy and return `(model, peft_config)` to hand to a TRL trainer as `Trainer(model, ...,
+    peft_config=peft_config)`.
+
+    * `use_peft`, no `adapter_path`: the base model (4-bit NF4 when `load_in_4bit`, 8-bit when `load_in_8bit`,
+      prepared with `peft.prepare_model_for_kbit_training`) and a [`lora_config`] on all linear layers. The trainer
+      wraps it; the reference is the same base with the adapter disabled, so one copy of the base is in memory
+      (`trainer.ref_model is None`).
+    * `adapter_path` (a saved LoRA adapter, e.g. from SFT): a `PeftModel` with that adapter loaded as `"default"`
+      and trainable, and `None`. TRL 1.16's DPO/KTO/GRPO/RLOO trainers then copy it into a frozen `"ref"` adapter and
+      use that as the reference, so the reference is the SFT policy, not the bare base. The adapter's own config
+      (rank, targets) governs; `ModelConfig.lora_*` are not used. `model_name_or_path` may be left `None` to use the
+      adapter's `base_model_name_or_path`.
+    * Neither: the plain model and `None` (full fine-tuning; the trainer makes its own reference copy).
+
+    Activation checkpointing is enabled when `activation_checkpointing` (non-reentrant unless
+    `activation_checkpointing_kwargs` says otherwise) and `use_cache` is turned off with it. `ModelConfig.model_revision`, `attn_implementation` and
+    `dtype` are passed to `from_pretrained`; `from_pretrained_kwargs` (e.g. `trust_remote_code=True`) override them.
+
+    Raises:
+        ValueError: `load_in_4bit` and `load_in_8bit` both set; k-bit loading without `use_peft` or `adapter_path`
+            (quantised weights can't be fine-tuned directly); no model path.
+        FileNotFoundError: `adapter_path` missing or not an adapter directory.
+    """
+    if not isinstance(model_args, ModelConfig):
+        raise TypeError(f"model_args must be a trl.ModelConfig, got {type(model_args).__name__}.")
+    # ModelConfig.__post_init__ checks this too, but fields can be changed after construction.
+    if model_args.load_in_4bit and model_args.load_in_8bit:
+        raise ValueError(
+            "ModelConfig has load_in_4bit=True and load_in_8bit=True: choose one quantisation (4-bit for QLoRA)."
+        )
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    if quantized and not (model_args.use_peft or adapter_path is not None):
+        flag = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit"
+        raise ValueError(
+            f"ModelConfig.{flag}=True with use_peft=False: quantised weights are frozen integers and can't be fully "
+            "fine-tuned. Set use_peft=True (train LoRA adapters on the quantised base) or pass an adapter_path, "
+            f"or set {flag}=False."
+        )
+
+    adapter_config: PeftConfig | None = None
+    if adapter_path is not None:
+        adapter_path = _check_adapter_dir(adapter_path)
+        adapter_config = PeftConfig.from_pretrained(adapter_path)
+    model_path = model_args.model_name_or_path
+    if model_path is None and adapter_config is not None:
+        model_path = adapter_config.base_model_name_or_path
+    if not model_path:
+        raise ValueError(
+            "ModelConfig.model_name_or_path is None (and no adapter_path with a base_model_name_or_path): "
+            "nothing to load."
+        )
+    if (
+        adapter_config is not None
+        and adapter_config.base_model_name_or_path
+        and os.path.normpath(str(adapter_config.base_model_name_or_path)) != os.path.normpath(str(model_path))
+    ):
+        logger.warning(
+            "Adapter %s was trained on %r but is loaded on %r; make sure they are the same weights.",
+            adapter_path,
+            adapter_config.base_model_name_or_path,
+            model_path,
+        )
+
+    if model_args.load_in_4bit:
+        quantization_config = bnb_4bit_config(model_args)
+    else:
+        quantization_config = get_quantization_config(model_args)  # 8-bit or None, exactly as TRL does
+    kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype if model_args.dtype is not None else "auto",
+    }
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = _kbit_device_map()
+    kwargs.update(from_pretrained_kwargs)
+    model = model_cls.from_pretrained(model_path, **kwargs)
+
+    ac_kwargs = dict(activation_checkpointing_kwargs) if activation_checkpointing_kwargs is not None else {}
+    ac_kwargs.setdefault("use_reentrant", False)  # torch wants it explicit; non-reentrant needs no input-grad hook
+    if quantized:
+        # Freezes the base and upcasts the remaining fp16/bf16 parameters (norms, embeddings, head) to fp32 for stable
+        # training. Checkpointing is turned on below, under transformers' current name (peft would use the old one).
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if activation_checkpointing:
+        _enable_checkpointing(model, ac_kwargs)
+        model.config.use_cache = False  # the KV cache is useless in training and incompatible with checkpointing
+    if model_args.load_in_4bit:
+        _keep_cpu_4bit_layout_trainable(model)
+
+    if adapter_path is not None:
+        # Trainable, under peft's default name "default": TRL's trainers look the adapter up under that name.
+        model = PeftModel.from_pretrained(model, adapter_path, is_trainable=True)
+        return model, None
+    if model_args.use_peft:
+        return model, lora_config(model_args)
+    return model, None
+
+
+def add_frozen_reference_adapter(
+    peft_model: PeftModel, name: str = "ref", *, source: str | None = None
+) -> PeftModel:
+    """Add a frozen copy of adapter `source` (default: the active one) named `name`, for use as the reference.
+
+    TRL 1.16's `DPOTrainer`, `KTOTrainer`, `GRPOTrainer` and `RLOOTrainer` do this themselves when given a
+    `PeftModel` (and look for exactly `"ref"`): don't call this before handing the model to them, they would fail to
+    add a second `"ref"`. It is for trainers that only know "adapter disabled" as the reference (e.g.
+    `trl.experimental` ones) or our own loops: `with trl.trainer.utils.use_adapter(model, "ref"): ...` then gives the
+    SFT reference, with the single base shared. The active adapter is left unchanged.
+    """
+    if not isinstance(peft_model, PeftModel):
+        raise TypeError(f"peft_model must be a peft.PeftModel, got {type(peft_model).__name__}.")
+    source = source if source is not None else peft_model.active_adapter
+    if source not in peft_model.peft_config:
+        raise ValueError(f"source adapter {source!r} not found; the model has {sorted(peft_model.peft_config)}.")
+    if name in peft_model.peft_config:
+        raise ValueError(f"the model already has an adapter named {name!r}; pick another name.")
+    config = copy.deepcopy(peft_model.peft_config[source])
+    config.inference_mode = True
+    active = peft_model.active_adapter
+    peft_model.add_adapter(name, config)
+    state = get_peft_model_state_dict(peft_model, adapter_name=source)
+    set_peft_model_state_dict(peft_model, state, adapter_name=name)
+    peft_model.set_requires_grad(name, requires_grad=False)
+    if peft_model.active_adapter != active:  # add_adapter keeps it, but be sure the trained adapter stays active
+        peft_model.set_adapter(active)
+    return peft_model
+
+
+def is_4bit(model: torch.nn.Module) -> bool:
+    """Whether the model (or the base model under a `PeftModel`) holds bitsandbytes 4-bit weights."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    if getattr(base, "is_loaded_in_4bit", False):
+        return True
+    try:
+        import bitsandbytes as bnb
+    except ImportError:  # no bitsandbytes, no 4-bit layers
+        return False
+    return any(isinstance(module, bnb.nn.Linear4bit) for module in model.modules())
+
+
+def trainable_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters with `requires_grad=True`, in `named_parameters()` order."""
+    return [name for name, param in model.named_parameters() if param.requires_grad]

@@ -1,0 +1,80 @@
+# Copyright 2026 The trl_ext authors. Apache-2.0.
+"""Checks shared by our online-RL trainers (GRPO, RLOO, PPO): a prompt column before training starts, and rewards
+that are numbers (None or NaN meaning "no reward from this function", as in TRL) and never infinite."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import _trl_compat as compat
+
+
+def check_reward_values(values: Any, name: str) -> None:
+    """Refuse reward-function output TRL would turn into an obscure error or a NaN run, naming the function and the
+    completion: every value must be a number or None, and finite unless NaN ("no reward", as None)."""
+    for position, value in enumerate(values):
+        if value is None:
+            continue
+        if not isinstance(value, (numbers.Real, torch.Tensor)) or (isinstance(value, torch.Tensor) and value.numel() != 1):
+            raise ValueError(f"reward function '{name}' returned {value!r} (a {type(value).__name__}) for completion "
+                             f"{position}: a reward must be a number, or None for no reward")
+        if math.isinf(float(value)):
+            raise ValueError(f"reward function '{name}' returned {float(value)} for completion {position}: rewards "
+                             "must be finite (return None or NaN for no reward)")
+
+
+def _checked_reward_func(func: Any, name: str) -> Any:
+    """`func`, with its output checked by [`check_reward_values`] (async functions stay async)."""
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):
+        async def wrapper(*args, **kwargs):
+            values = await func(*args, **kwargs)
+            check_reward_values(values, name)
+            return values
+    else:
+        def wrapper(*args, **kwargs):
+            values = func(*args, **kwargs)
+            check_reward_values(values, name)
+            return values
+    wrapper.__name__ = name
+    wrapper.__wrapped__ = func
+    return functools.wraps(func, assigned=("__doc__", "__module__"), updated=())(wrapper)
+
+
+class OnlineRLChecksMixin:
+    """Extends TRL's online trainers: `_check_prompt_columns` before TRL's `__init__`, reward functions wrapped
+    with output checks after it (`_check_reward_funcs`), and `_calculate_rewards` (TRL's, then refusing an
+    infinite reward from a reward model)."""
+
+    @staticmethod
+    def _check_prompt_columns(args: tuple, kwargs: dict) -> None:
+        """`train_dataset` / `eval_dataset` (positional after `args`, or keywords) must have a `prompt` column."""
+        datasets = {"train": kwargs.get("train_dataset", args[0] if args else None),
+                    "eval": kwargs.get("eval_dataset", args[1] if len(args) > 1 else None)}
+        for split, dataset in datasets.items():
+            for name, part in (dataset.items() if isinstance(dataset, dict) else [(split, dataset)]):
+                if part is None:
+                    continue
+                columns = compat.dataset_column_names(part)
+                if "prompt" not in columns:
+                    raise ValueError(f"The {name} dataset has no 'prompt' column (columns: {columns}); online "
+                                     "training generates completions from prompt-only rows.")
+
+    def _check_reward_funcs(self) -> None:
+        self.reward_funcs = [f if isinstance(f, nn.Module) else _checked_reward_func(f, name)
+                             for f, name in zip(self.reward_funcs, self.reward_func_names, strict=True)]
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        infinite = torch.isinf(rewards_per_func)
+        if infinite.any():
+            row, column = (int(i) for i in infinite.nonzero()[0])
+            raise ValueError(f"reward '{self.reward_func_names[column]}' is {rewards_per_func[row, column].item()} for "
+                             f"completion {row} of the generation batch: rewards must be finite")
+        return rewards_per_func
