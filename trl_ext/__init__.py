@@ -22,9 +22,9 @@ _IMPORT_STRUCTURE: dict[str, list[str]] = {
     ],
     "trl_ext.losses": [
         "GROUPED_DPO_LOSS_TYPES", "bradley_terry_loss", "dpo_pair_losses", "grouped_bradley_terry_loss",
-        "weighted_mean",
+        "plackett_luce_loss", "weighted_mean",
     ],
-    "trl_ext.metrics": ["group_ranking_metrics", "kendall_tau", "pair_accuracy", "pairwise_auc", "spearman",
+    "trl_ext.metrics": ["group_ranking_metrics", "kendall_tau", "ndcg", "pair_accuracy", "pairwise_auc", "spearman",
                         "top1_correct"],
     "trl_ext.kl_controllers": ["AdaptiveKLController", "FixedKLController", "build_kl_controller",
                                "full_kl_per_token", "kl_error"],
@@ -79,8 +79,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .kl_controllers import (AdaptiveKLController, FixedKLController, build_kl_controller, full_kl_per_token,
                                  kl_error)
     from .losses import (GROUPED_DPO_LOSS_TYPES, bradley_terry_loss, dpo_pair_losses, grouped_bradley_terry_loss,
-                         weighted_mean)
-    from .metrics import group_ranking_metrics, kendall_tau, pair_accuracy, pairwise_auc, spearman, top1_correct
+                         plackett_luce_loss, weighted_mean)
+    from .metrics import group_ranking_metrics, kendall_tau, ndcg, pair_accuracy, pairwise_auc, spearman, top1_correct
     from .modeling_bert_cls_reward import (BertClsRewardConfig, BertClsRewardModel, PairEncoding,
                                            encode_prompt_response, is_encoder_config, render_messages)
     from .modeling_value_head import ValueHead

@@ -13,12 +13,11 @@ Checked against trl 1.16.0 and transformers 5.23.0 and 5.24.0. At import, the in
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import warnings
 from typing import Any
 
-import transformers
-import trl
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -56,7 +55,8 @@ HOOKS: dict[str, dict[str, tuple[str, ...]]] = {
 
 def check_versions() -> list[str]:
     """Warn (once per process) for each of trl / transformers installed outside `TESTED_VERSIONS`."""
-    found = {"trl": trl.__version__, "transformers": transformers.__version__}
+    # the module objects as imported now: transformers swaps its lazy module object in sys.modules on first use
+    found = {name: importlib.import_module(name).__version__ for name in TESTED_VERSIONS}
     outside = [f"{name} {found[name]} (tested {spec})" for name, spec in TESTED_VERSIONS.items()
                if Version(found[name]) not in SpecifierSet(spec, prereleases=True)]
     if outside:
@@ -179,10 +179,6 @@ def micro_step(trainer: Any) -> int:
     return trainer._step
 
 
-def advance_micro_step(trainer: Any) -> None:
-    trainer._step += 1
-
-
 def set_micro_step(trainer: Any, step: int) -> None:
     trainer._step = int(step)
 
@@ -211,13 +207,14 @@ def online_tokenizer(trainer: Any) -> Any:
 
 
 def per_token_logps_and_entropies(trainer: Any, model: Any, input_ids: Any, attention_mask: Any,
-                                  logits_to_keep: int, batch_size: int | None = None,
-                                  compute_entropy: bool = False) -> tuple[Any, Any]:
-    """GRPO's `_get_per_token_logps_and_entropies` reduced to `(logps, entropies)`. TRL 1.16 returns a third value
-    (the router auxiliary loss); TRL before 1.7 returned two."""
+                                  logits_to_keep: int, batch_size: int | None = None, compute_entropy: bool = False,
+                                  compute_aux_loss: bool = False) -> tuple[Any, Any, Any]:
+    """GRPO's `_get_per_token_logps_and_entropies` as `(logps, entropies, aux_loss)`: TRL 1.16 returns the MoE router
+    auxiliary loss third (None unless `compute_aux_loss`); TRL before 1.7 returned two values."""
     out = trainer._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                     batch_size=batch_size, compute_entropy=compute_entropy)
-    return out[0], out[1]
+                                                     batch_size=batch_size, compute_entropy=compute_entropy,
+                                                     compute_aux_loss=compute_aux_loss)
+    return out[0], out[1], (out[2] if len(out) > 2 else None)
 
 
 def prepare_inputs(trainer: Any, batch: dict) -> dict:
@@ -227,15 +224,18 @@ def prepare_inputs(trainer: Any, batch: dict) -> dict:
     return Trainer._prepare_inputs(trainer, batch)
 
 
-def fused_lm_forward(model: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
+def fused_lm_forward(model: Any, input_ids: Any, attention_mask: Any, labels: Any, **kwargs: Any) -> Any:
     """A forward through the LM head TRL's DPO trainer patches in (`add_fused_lm_head`): the outputs carry per-token
-    `log_probs` (of `labels`, shifted) and `entropy` instead of full logits."""
+    `log_probs` (of `labels`, shifted), `entropy`, `mean_logits` and `is_top1` instead of full logits (and `aux_loss`
+    with `output_router_logits=True` on MoE models)."""
+    if not kwargs.get("output_router_logits"):
+        kwargs.pop("output_router_logits", None)
     return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False,
-                 fused_lm_head=True)
+                 fused_lm_head=True, **kwargs)
 
 
 def hook_parameters(owner: str, name: str) -> tuple[str, ...]:
     """Parameter names of hook `name` on `owner` ("trl.DPOTrainer", "transformers.Trainer", ...) as installed."""
     module, cls = owner.split(".")
-    target = getattr(trl if module == "trl" else transformers, cls)
+    target = getattr(importlib.import_module(module), cls)
     return tuple(inspect.signature(getattr(target, name)).parameters)

@@ -78,11 +78,66 @@ def grouped_bradley_terry_loss(
     return weighted_mean(per_group / pairs_per_group, group_weight)
 
 
-# DPO-family losses whose per-pair value depends only on that pair's log-ratios (and completion lengths), so they can
-# be evaluated on pairs gathered from completions that were each forwarded once (grouped ranked training).
+def plackett_luce_loss(
+    scores: torch.Tensor,
+    ranks: torch.Tensor,
+    group: torch.Tensor,
+    num_groups: int | None = None,
+    group_weight: torch.Tensor | None = None,
+    top_k: int | None = None,
+) -> torch.Tensor:
+    """Listwise loss: the negative Plackett-Luce log-likelihood of each group's ranking, mean over groups (weighted).
+
+    Plackett-Luce (Plackett 1975; ListMLE) models a ranking σ of K items with scores s as successive choices,
+    P(σ) = Π_i exp(s_σ(i)) / Σ_{j≥i} exp(s_σ(j)). Item i's term is
+
+        ℓ_i = log Σ_{j ∈ {i} ∪ W_i} exp(s_j) − s_i,      W_i = {j : rank_j > rank_i}  (the strictly worse items),
+
+    computed with `logsumexp` (stable for any scale). Without ties Σ_i ℓ_i = −log P(σ); for K = 2 it is −log σ(s_1 − s_2),
+    the Bradley-Terry loss. Ties: tied items form a block whose internal order carries no information, so each tied item
+    is a Luce choice over itself and the strictly worse items only; the likelihood is symmetric in the tied items,
+    needs no extra tie parameter (unlike Davidson-style tie models) and reduces to PL without ties. An all-tied group
+    contributes 0. With `top_k`, only the items with fewer than `top_k` strictly better items contribute (the head of
+    the ranking; their denominators still hold every worse item).
+
+    Args:
+        scores: `[N]` one score per completion (reward model output, or DPO's β·log-ratio).
+        ranks: `[N]` gold ranks, 0 = best; equal ranks are ties.
+        group: `[N]` long, the group (0..G-1) of each completion.
+        num_groups: G; inferred as `group.max() + 1` when omitted.
+        group_weight: optional `[G]` weights (finite, ≥ 0) of the weighted mean over groups.
+        top_k: optional number of head positions that contribute.
+    """
+    if not scores.shape == ranks.shape == group.shape or scores.ndim != 1:
+        raise ValueError(f"scores, ranks and group must be 1-D of one length, got {tuple(scores.shape)}, "
+                         f"{tuple(ranks.shape)}, {tuple(group.shape)}.")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}.")
+    if num_groups is None:
+        num_groups = int(group.max().item()) + 1
+    same = group[:, None] == group[None, :]
+    worse = ranks[None, :] > ranks[:, None]  # [i, j]: j is strictly worse than i
+    itself = torch.eye(len(scores), dtype=torch.bool, device=scores.device)
+    logits = scores[None, :].expand(len(scores), -1).masked_fill(~(same & (worse | itself)), float("-inf"))
+    terms = torch.logsumexp(logits, dim=1) - scores
+    if top_k is not None:
+        better = (same & (ranks[None, :] < ranks[:, None])).sum(dim=1)
+        terms = terms * (better < top_k).to(terms.dtype)
+    per_group = torch.zeros(num_groups, dtype=terms.dtype, device=terms.device).index_add_(0, group, terms)
+    return weighted_mean(per_group, group_weight)
+
+
+# Every loss type TRL 1.16's DPOTrainer accepts. Evaluated per pair on pairs gathered from completions that were each
+# forwarded once (grouped ranked training); the tests pin each one to `trl.DPOTrainer` on the same pairs.
 GROUPED_DPO_LOSS_TYPES = (
-    "sigmoid", "hinge", "ipo", "robust", "sigmoid_norm", "bco_pair", "nca_pair", "sppo_hard", "apo_zero", "apo_down",
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
 )
+
+
+def _in_pair_order(values_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Put the k-th sorted term at the position of the pair that is k-th in `order` (so weights follow pairs)."""
+    return torch.empty_like(values_sorted).index_copy_(0, order, values_sorted)
 
 
 def dpo_pair_losses(
@@ -93,12 +148,27 @@ def dpo_pair_losses(
     label_smoothing: float = 0.0,
     chosen_lengths: torch.Tensor | None = None,
     rejected_lengths: torch.Tensor | None = None,
+    *,
+    chosen_logps: torch.Tensor | None = None,
+    rejected_logps: torch.Tensor | None = None,
+    chosen_tokens: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    discopop_tau: float = 0.05,
 ) -> torch.Tensor:
     """Per-pair DPO-family losses from the log-ratios `log π(y|x) − log π_ref(y|x)` of the preferred and other answer.
 
-    `sigmoid` is DPO's `−log σ(β·Δ)` with `Δ = chosen − rejected`; the others follow their papers (hinge/SLiC, IPO
-    with per-token normalisation, robust DPO, length-normalised sigmoid, BCO, NCA, SPPO-hard, APO-zero/down).
-    `ipo` and `sigmoid_norm` need the completion lengths. Returns a `[P]` tensor (no reduction).
+    With Δ = chosen − rejected: `sigmoid` (DPO) −log σ(βΔ); `hinge` (SLiC) max(0, 1 − βΔ); `ipo` (Δ/length − 1/(2β))²
+    with per-token normalised log-ratios; `exo_pair` (EXO, Eq. 16) the KL to [1 − ε, ε]; `nca_pair`, `bco_pair`,
+    `sppo_hard`, `apo_zero`, `apo_down` as in their papers; `robust` DPO with label noise ε; `discopop` (Eq. 5) the
+    logistic/exponential blend with temperature `discopop_tau`; `sigmoid_norm` DPO on length-normalised log-ratios;
+    `aot` / `aot_unpaired` (AOT) −log σ(β·δ_k) on the k-th smallest policy and reference log-ratio gaps of the batch's
+    pairs (the k-th term is placed at the pair whose policy value is k-th, so pair weights apply); `sft` the negative
+    log-likelihood of the preferred completions, token-averaged over the pairs: each pair's value is
+    −log π(chosen) / (weighted mean chosen length), so the weighted mean over pairs is Σw·(−log π) / Σw·tokens.
+
+    `ipo` and `sigmoid_norm` need `chosen_lengths` / `rejected_lengths` (completion tokens, as TRL counts them);
+    `aot` needs the policy log-probs `chosen_logps` / `rejected_logps`; `sft` needs `chosen_logps` and
+    `chosen_tokens` (the tokens its log-prob sums). Returns a `[P]` tensor (no reduction).
     """
     if loss_type not in GROUPED_DPO_LOSS_TYPES:
         raise ValueError(f"loss_type={loss_type!r} is not one of {list(GROUPED_DPO_LOSS_TYPES)}.")
@@ -108,16 +178,23 @@ def dpo_pair_losses(
             raise ValueError(f"loss_type={loss_type!r} needs chosen_lengths and rejected_lengths.")
         c = c / chosen_lengths.clamp(min=1).to(c.dtype)
         r = r / rejected_lengths.clamp(min=1).to(r.dtype)
+    if loss_type in ("aot", "sft") and chosen_logps is None:
+        raise ValueError(f"loss_type={loss_type!r} needs chosen_logps" + (" and rejected_logps." if loss_type == "aot"
+                                                                          else " and chosen_tokens."))
     delta = c - r
     logsig = F.logsigmoid
+    eps = label_smoothing
     if loss_type in ("sigmoid", "sigmoid_norm"):
         return -logsig(beta * delta)
     if loss_type == "hinge":
         return torch.relu(1 - beta * delta)
     if loss_type == "ipo":  # beta plays the role of IPO's tau
         return (delta - 1 / (2 * beta)) ** 2
+    if loss_type == "exo_pair":
+        epsilon = torch.tensor(eps, dtype=delta.dtype, device=delta.device)
+        return (torch.sigmoid(beta * delta) * (logsig(beta * delta) - torch.log1p(-epsilon))
+                + torch.sigmoid(-beta * delta) * (logsig(-beta * delta) - torch.log(epsilon)))
     if loss_type == "robust":
-        eps = label_smoothing
         return (-(1 - eps) * logsig(beta * delta) + eps * logsig(-beta * delta)) / (1 - 2 * eps)
     if loss_type == "bco_pair":
         return -logsig(beta * c) - logsig(-beta * r)
@@ -125,7 +202,27 @@ def dpo_pair_losses(
         return -logsig(beta * c) - 0.5 * logsig(-beta * c) - 0.5 * logsig(-beta * r)
     if loss_type == "sppo_hard":
         return (c - 0.5 / beta) ** 2 + (r + 0.5 / beta) ** 2
+    if loss_type in ("aot", "aot_unpaired"):
+        if loss_type == "aot":
+            policy = chosen_logps - rejected_logps
+            reference = (chosen_logps - c) - (rejected_logps - r)
+            policy_sorted, order = torch.sort(policy, dim=0)
+            gap = policy_sorted - torch.sort(reference, dim=0).values
+        else:
+            chosen_sorted, order = torch.sort(c, dim=0)
+            gap = chosen_sorted - torch.sort(r, dim=0).values
+        terms = -logsig(beta * gap) * (1 - eps) - logsig(-beta * gap) * eps
+        return _in_pair_order(terms, order)
     if loss_type == "apo_zero":
         return (1 - torch.sigmoid(beta * c)) + torch.sigmoid(beta * r)
-    # apo_down
-    return torch.sigmoid(beta * c) + (1 - torch.sigmoid(beta * delta))
+    if loss_type == "apo_down":
+        return torch.sigmoid(beta * c) + (1 - torch.sigmoid(beta * delta))
+    if loss_type == "discopop":
+        logits = beta * delta
+        modulation = torch.sigmoid(logits / discopop_tau)
+        return -logsig(logits) * (1 - modulation) + torch.exp(-logits) * modulation
+    # sft
+    if chosen_tokens is None:
+        raise ValueError("loss_type='sft' needs chosen_logps and chosen_tokens.")
+    mean_tokens = weighted_mean(chosen_tokens.to(chosen_logps.dtype), weight)
+    return -chosen_logps / mean_tokens.clamp(min=1)

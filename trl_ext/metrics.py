@@ -5,7 +5,7 @@ Two families of metrics:
 
 * pairwise (chosen vs rejected): :func:`pair_accuracy` and :func:`pairwise_auc`;
 * ranked groups (K completions of one prompt with gold ranks, 0 = best): :func:`kendall_tau`, :func:`spearman`,
-  :func:`top1_correct`, bundled by :func:`group_ranking_metrics`.
+  :func:`top1_correct`, :func:`ndcg`, bundled by :func:`group_ranking_metrics`.
 
 Ranked-group convention: ``pred`` are predicted rewards (higher = better) and ``gold_ranks`` are gold ranks
 (lower = better), so a perfect model scores +1 on the correlations, i.e. they measure the correlation of ``pred``
@@ -193,13 +193,51 @@ def top1_correct(pred: ScoreLike, gold_ranks: ScoreLike) -> float:
     return float((is_argmax & is_best).sum()) / float(is_argmax.sum())
 
 
-def group_ranking_metrics(rewards: ScoreLike, ranks: ScoreLike) -> dict[str, float]:
-    """All ranking metrics for one group of completions: ``kendall_tau``, ``spearman`` and ``top1_accuracy``.
+def ndcg(pred: ScoreLike, gold_ranks: ScoreLike, k: int | None = None) -> float:
+    """Normalised discounted cumulative gain of ordering the completions by `pred` (higher = better), at `k`.
+
+    Gains come from the gold ranking: with L distinct rank levels, a completion at level ℓ (0 = best) has relevance
+    L − 1 − ℓ and gain 2^relevance − 1 (the worst level gains nothing). DCG@k = Σ_{position p < k} gain / log2(p + 2);
+    NDCG@k = DCG@k / IDCG@k, IDCG the DCG of the gold order. Completions tied in `pred` share the mean discount of the
+    positions they span (the expected DCG when the tie is broken at random), so a constant predictor is not rewarded
+    for the data's order. Returns ``nan`` when IDCG is 0 (fewer than two levels, or K = 0).
+
+    Raises:
+        ValueError: if the lengths differ, an input contains NaN, or `k` < 1.
+    """
+    if k is not None and k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    x, neg_gold = _paired(pred, gold_ranks)
+    n = x.numel()
+    levels = torch.unique(-neg_gold, sorted=True, return_inverse=True)[1].to(torch.float64)  # 0 = best level
+    gains = 2.0 ** (levels.max() - levels if n else levels) - 1.0
+    discounts = 1.0 / torch.log2(torch.arange(n, dtype=torch.float64) + 2.0)
+    if k is not None:
+        discounts[k:] = 0.0
+    ideal = (torch.sort(gains, descending=True).values * discounts).sum()
+    if n == 0 or ideal <= 0:
+        return float("nan")
+    order = torch.argsort(-x, stable=True)
+    position_discount = torch.empty(n, dtype=torch.float64)
+    position_discount[order] = discounts
+    # tied predictions: the mean discount of the positions the tie occupies
+    _, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
+    shared = torch.zeros(len(counts), dtype=torch.float64).index_add_(0, inverse, position_discount) / counts
+    return float((gains * shared[inverse]).sum() / ideal)
+
+
+def group_ranking_metrics(rewards: ScoreLike, ranks: ScoreLike, k: int | None = None) -> dict[str, float]:
+    """All ranking metrics for one group of completions: ``kendall_tau``, ``spearman``, ``top1_accuracy``, ``ndcg``
+    and, with `k`, ``ndcg@k``.
 
     ``rewards`` are predicted rewards (higher = better), ``ranks`` gold ranks (0 = best).
     """
-    return {
+    metrics = {
         "kendall_tau": kendall_tau(rewards, ranks),
         "spearman": spearman(rewards, ranks),
         "top1_accuracy": top1_correct(rewards, ranks),
+        "ndcg": ndcg(rewards, ranks),
     }
+    if k is not None:
+        metrics[f"ndcg@{k}"] = ndcg(rewards, ranks, k)
+    return metrics

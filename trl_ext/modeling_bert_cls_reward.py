@@ -79,13 +79,19 @@ def is_encoder_config(config: PreTrainedConfig) -> bool:
     return getattr(config, "model_type", None) in ENCODER_MODEL_TYPES and not getattr(config, "is_decoder", False)
 
 
+POOLINGS = ("cls", "mean")
+
+
 class BertClsRewardConfig(PreTrainedConfig):
     r"""Config of [`BertClsRewardModel`].
 
     Args:
         encoder_config (`dict` or `PreTrainedConfig`): config of the wrapped encoder (any BERT-family model type).
         freeze_encoder (`bool`, defaults to `False`): train only the scalar head; the encoder gets no gradient.
-        classifier_dropout (`float`, defaults to `0.0`): dropout on the [CLS] embedding before the projection.
+        classifier_dropout (`float`, defaults to `0.0`): dropout on the pooled embedding before the projection.
+        pooling (`str`, defaults to `"cls"`): the summary the scalar head reads: `"cls"`, the first ([CLS]) token's
+            last hidden state; `"mean"`, the mean of the last hidden states over the attention mask (what
+            sentence-transformers encoders such as all-MiniLM-L6-v2 were trained to produce).
     """
 
     model_type = "bert_cls_reward"
@@ -95,12 +101,15 @@ class BertClsRewardConfig(PreTrainedConfig):
     freeze_encoder: bool = False
     classifier_dropout: float = 0.0
     initializer_range: float = 0.02
+    pooling: str = "cls"
     # Written into config.json: transformers alone does not know this model type.
     loading_hint: str = ("A trl_ext BERT-CLS reward model: `pip install trl-ext`, then `import "
                          "trl_ext.modeling_bert_cls_reward` (or use trl_ext.BertClsRewardModel) before "
                          "AutoModelForSequenceClassification.from_pretrained.")
 
     def __post_init__(self, **kwargs):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"BertClsRewardConfig.pooling={self.pooling!r} is not one of {list(POOLINGS)}.")
         # A reward model has exactly one output: the scalar reward.
         kwargs["num_labels"] = 1
         super().__post_init__(**kwargs)
@@ -164,6 +173,7 @@ class BertClsRewardModel(PreTrainedModel):
         encoder_name_or_path: str | os.PathLike,
         freeze_encoder: bool = False,
         classifier_dropout: float = 0.0,
+        pooling: str = "cls",
         **from_pretrained_kwargs: Any,
     ) -> BertClsRewardModel:
         """Wrap the pretrained encoder at `encoder_name_or_path` (a local dir or hub id) with a fresh scalar head."""
@@ -177,6 +187,7 @@ class BertClsRewardModel(PreTrainedModel):
             encoder_config=encoder.config,
             freeze_encoder=freeze_encoder,
             classifier_dropout=classifier_dropout,
+            pooling=pooling,
             initializer_range=getattr(encoder.config, "initializer_range", 0.02),
         )
         # The tokenizer is looked up from `name_or_path` (TRL does this too), so point it at the encoder checkpoint.
@@ -210,8 +221,14 @@ class BertClsRewardModel(PreTrainedModel):
         # A frozen encoder needs no autograd graph: skipping it saves the activations' memory and backward time.
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
             outputs = self.encoder(input_ids=input_ids, inputs_embeds=inputs_embeds, **encoder_kwargs)
-        cls_embedding = outputs.last_hidden_state[:, 0]
-        logits = self.score(self.dropout(cls_embedding.to(self.score.weight.dtype)))
+        hidden = outputs.last_hidden_state
+        if self.config.pooling == "mean":
+            mask = (attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device))
+            mask = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        else:
+            pooled = hidden[:, 0]
+        logits = self.score(self.dropout(pooled.to(self.score.weight.dtype)))
         loss = None
         if labels is not None:  # regression on a scalar target, as `num_labels=1` sequence classifiers do
             loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))

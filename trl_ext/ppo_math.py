@@ -20,6 +20,19 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
+def aggregate(x: torch.Tensor, mask: torch.Tensor, level: str = "token") -> torch.Tensor:
+    """A per-token quantity reduced to one number: `"token"`, the mean over every real token of the batch;
+    `"sequence"`, each sequence's mean over its tokens, then the mean over the sequences that have any."""
+    if level == "token":
+        return masked_mean(x, mask)
+    if level != "sequence":
+        raise ValueError(f"level must be 'token' or 'sequence', got {level!r}")
+    tokens = mask.sum(dim=1)
+    per_sequence = (x * mask).sum(dim=1) / tokens.clamp(min=1)
+    has_tokens = (tokens > 0).to(per_sequence.dtype)
+    return (per_sequence * has_tokens).sum() / has_tokens.sum().clamp(min=1)
+
+
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     mean = masked_mean(x, mask)
     n = mask.sum()
@@ -86,18 +99,24 @@ def gae(
 
 def policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-    clip_eps: float = 0.2,
+    clip_eps: float = 0.2, clip_eps_high: float | None = None, token_weight: torch.Tensor | None = None,
+    level: str = "token",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's clipped surrogate: mean over tokens of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = exp(log π − log π_old).
+    """PPO's clipped surrogate: the [`aggregate`] of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε_high)), ρ = exp(log π − log π_old),
+    ε_high = ε unless given (asymmetric clipping). `token_weight` multiplies each token's term first (e.g. the
+    sampler/trainer importance-sampling ratio of vLLM rollouts).
 
-    Also returns `clipfrac` (share of tokens where the clipped term is the larger) and `approx_kl`
-    (mean of ½·(log ρ)², an estimate of KL(π_old‖π)).
+    Also returns `clipfrac` (share of tokens where the clipped term is the larger), `approx_kl`
+    (mean of ½·(log ρ)², an estimate of KL(π_old‖π)) and the mean `ratio`.
     """
     log_ratio = (logprobs - old_logprobs) * mask
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + (clip_eps if clip_eps_high is None else clip_eps_high))
+    per_token = torch.max(unclipped, clipped)
+    if token_weight is not None:
+        per_token = per_token * token_weight
+    loss = aggregate(per_token, mask, level)
     with torch.no_grad():
         stats = {
             "clipfrac": masked_mean((clipped > unclipped).float(), mask),
@@ -109,12 +128,14 @@ def policy_loss(
 
 def value_loss(
     values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip_eps: float = 0.2,
+    level: str = "token",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped value loss: ½·mean over tokens of max((V − R)², (clip(V, V_old ± ε_v) − R)²); and its clip fraction."""
+    """Clipped value loss: ½ × the [`aggregate`] of max((V − R)², (clip(V, V_old ± ε_v) − R)²); and its clip
+    fraction."""
     clipped_values = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)
     loss_unclipped = (values - returns) ** 2
     loss_clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.max(loss_unclipped, loss_clipped), mask)
+    loss = 0.5 * aggregate(torch.max(loss_unclipped, loss_clipped), mask, level)
     with torch.no_grad():
         stats = {"value_clipfrac": masked_mean((loss_clipped > loss_unclipped).float(), mask)}
     return loss, stats

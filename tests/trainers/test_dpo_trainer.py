@@ -128,8 +128,11 @@ def test_ranked_training_end_to_end_with_eval(tmp_path, tiny_llama_causal_dir):
 
 
 def test_grouped_rejects_unsupported_options(tmp_path, tiny_llama_causal_dir):
-    with pytest.raises(ValueError, match=r"loss_type \['aot'\]"):
-        DPOTrainer(tiny_llama_causal_dir, args=_args(tmp_path, loss_type=["aot"]),
+    with pytest.raises(ValueError, match=r"does not support f_divergence_type='forward_kl'"):
+        DPOTrainer(tiny_llama_causal_dir, args=_args(tmp_path, f_divergence_type="forward_kl"),
+                   train_dataset=Dataset.from_list(RANKED))
+    with pytest.raises(ValueError, match=r"does not support use_weighting=True"):  # pairwise expansion is ours too
+        DPOTrainer(tiny_llama_causal_dir, args=_args(tmp_path, use_weighting=True, ranked_training="pairwise"),
                    train_dataset=Dataset.from_list(RANKED))
     # TRL pairwise data without weights keeps every TRL loss type (TRL's own loss path)
     pairs = Dataset.from_list([{"prompt": "2+2=", "chosen": " 4", "rejected": " 5"}] * 2)
@@ -155,8 +158,10 @@ def test_dpo_pair_losses_hand_values():
     torch.testing.assert_close(ipo, torch.tensor([(0.5 - 1.0) ** 2, (-1.0 - 1.0) ** 2], dtype=torch.float64))
     with pytest.raises(ValueError, match="needs chosen_lengths"):
         dpo_pair_losses(c, r, beta, "ipo")
-    with pytest.raises(ValueError, match="'aot'"):
+    with pytest.raises(ValueError, match="'aot' needs chosen_logps"):
         dpo_pair_losses(c, r, beta, "aot")
+    with pytest.raises(ValueError, match="'kto'"):
+        dpo_pair_losses(c, r, beta, "kto")
 
 
 def test_preference_accuracy_counts_every_pair(tmp_path, tiny_llama_causal_dir):

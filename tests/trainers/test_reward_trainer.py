@@ -100,11 +100,12 @@ def test_weight_and_margin_columns(tmp_path, tiny_bert_dir):
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
 
 
-def test_tied_rewards_count_half_accuracy(tmp_path, tiny_bert_dir):
+def test_tied_rewards_accuracy_as_trl_and_auc_counts_half(tmp_path, tiny_bert_dir):
+    # `accuracy` is TRL's metric with TRL's value (a tie is not a win); rm/auc counts a tie as half a win
     data = Dataset.from_list([{"prompt": "same", "chosen": "identical text", "rejected": "identical text"}] * 2)
     trainer = RewardTrainer(tiny_bert_dir, args=_args(tmp_path), train_dataset=data, eval_dataset=data)
     metrics = trainer.evaluate()
-    assert metrics["eval_accuracy"] == pytest.approx(0.5)
+    assert metrics["eval_accuracy"] == pytest.approx(0.0)
     assert metrics["eval_rm/auc"] == pytest.approx(0.5)
 
 
@@ -115,15 +116,18 @@ def test_ranked_eval_metrics(tmp_path, tiny_bert_dir):
     trainer = RewardTrainer(tiny_bert_dir, args=_args(tmp_path), train_dataset=data, eval_dataset=data)
     metrics = trainer.evaluate()
     # Recompute per group from the model's own rewards: the logged values are means over groups.
-    model, expected = trainer.model.eval(), {"kendall_tau": [], "spearman": [], "top1_accuracy": []}
+    model, expected = trainer.model.eval(), {"kendall_tau": [], "spearman": [], "top1_accuracy": [], "ndcg": [],
+                                             "ndcg@3": []}
     batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(len(trainer.eval_dataset))])
     with torch.no_grad():
         rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                         token_type_ids=batch["token_type_ids"]).logits.squeeze(-1).tolist()
     for g in range(3):
         rows = (batch["completion_group"] == g).nonzero().flatten().tolist()
-        for k, v in group_ranking_metrics([rewards[i] for i in rows], [batch["ranks"][i].item() for i in rows]).items():
-            expected[k].append(v)
+        for k, v in group_ranking_metrics([rewards[i] for i in rows], [batch["ranks"][i].item() for i in rows],
+                                          k=3).items():
+            if v == v:  # undefined (NaN) values are left out of the logged means
+                expected[k].append(v)
     for key, values in expected.items():
         assert metrics[f"eval_rm/{key}"] == pytest.approx(sum(values) / len(values), abs=1e-5)
 

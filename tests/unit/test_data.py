@@ -302,7 +302,8 @@ BAD_RANKED = [
     ("negative_rank", {"prompt": "p", "completions": ["a", "b"], "ranks": [0, -1]}, "ranks", "position 1 is -1"),
     ("non_integer_rank", {"prompt": "p", "completions": ["a", "b"], "ranks": [0.0, 1.5]}, "ranks", "1.5"),
     ("none_rank", {"prompt": "p", "completions": ["a", "b"], "ranks": [0, None]}, "ranks", "None"),
-    ("empty_completion", {"prompt": "p", "completions": ["a", "  "], "ranks": [0, 1]}, "completions", "position 1"),
+    ("empty_completion_tied", {"prompt": "p", "completions": ["a", "  "], "ranks": [0, 0]}, "completions",
+     "position 1 is empty and tied with every other completion"),
     ("duplicate_different_rank", {"prompt": "p", "completions": ["a", "b", "a"], "ranks": [0, 1, 2]}, "completions",
      "0 and 2 are identical"),
     ("empty_prompt", {"prompt": " ", "completions": ["a", "b"], "ranks": [0, 1]}, "prompt", "empty"),
@@ -318,10 +319,10 @@ BAD_SCORED = [
 ]  # fmt: skip
 BAD_CONVERSATIONAL = [
     (
-        "empty_message_content",
-        {"prompt": _msgs("q", "user"), "completions": [_msgs("ok"), _msgs("")], "ranks": [0, 1]},
+        "empty_message_content_tied",
+        {"prompt": _msgs("q", "user"), "completions": [_msgs("ok"), _msgs("")], "ranks": [1, 1]},
         "completions",
-        "empty message contents",
+        "position 1 is empty and tied",
     ),
     (
         "empty_message_list",
@@ -550,7 +551,7 @@ def test_load_hh_rlhf_synthetic(tmp_path: Path):
     path = tmp_path / "tiny_test.jsonl.gz"
     with gzip.open(path, "wt") as handle:
         handle.write("\n".join(json.dumps(r) for r in rows))
-    data, stats = load_hh_rlhf(path)
+    data, stats = load_hh_rlhf(path, allow_empty_replies=False)
     assert stats == {
         "rows": 5,
         "kept": 1,
@@ -558,10 +559,15 @@ def test_load_hh_rlhf_synthetic(tmp_path: Path):
         "skipped_prompt_mismatch": 1,
         "skipped_identical": 1,
         "skipped_empty_reply": 1,
+        "empty_reply": 0,
     }
     assert data.to_list() == [
         {"prompt": f"{h} hi{a}", "chosen": " hello", "rejected": " go away", "source": "tiny_test"}
     ]
+    # by default an empty reply is a preference like any other: an answer beats saying nothing
+    data, stats = load_hh_rlhf(path)
+    assert stats["kept"] == 2 and stats["empty_reply"] == 1 and stats["skipped_empty_reply"] == 0
+    assert data.to_list()[1] == {"prompt": f"{h} hi{a}", "chosen": " ok", "rejected": " ", "source": "tiny_test"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -600,16 +606,20 @@ def test_load_hh_rlhf_real_files():
     data, stats = load_hh_rlhf(HH_FILES)
     assert stats == {
         "rows": 2354 + 2312,
-        "kept": 4642,
+        "kept": 4650,
         "skipped_unparseable": 0,
         "skipped_prompt_mismatch": 9 + 5,
         "skipped_identical": 2,
-        "skipped_empty_reply": 8,
+        "skipped_empty_reply": 0,
+        "empty_reply": 8,  # kept: an answer judged against an empty reply is a real preference
     }
-    assert len(data) == 4642
-    assert Counter(data["source"]) == {"helpful-base_test": 2354 - 15, "harmless-base_test": 2312 - 9}
+    assert len(data) == 4650
+    assert Counter(data["source"]) == {"helpful-base_test": 2354 - 11, "harmless-base_test": 2312 - 5}
     assert all(p.endswith("Assistant:") for p in data["prompt"])
-    assert all(c.strip() != r.strip() and c.strip() and r.strip() for c, r in zip(data["chosen"], data["rejected"]))
+    assert all(c.strip() != r.strip() for c, r in zip(data["chosen"], data["rejected"]))
+    strict, strict_stats = load_hh_rlhf(HH_FILES, allow_empty_replies=False)
+    assert len(strict) == 4642 and strict_stats["skipped_empty_reply"] == 8
+    assert all(c.strip() and r.strip() for c, r in zip(strict["chosen"], strict["rejected"]))
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -623,3 +633,72 @@ def test_a_file_mixing_kinds_of_values_names_the_row_and_field(tmp_path, bad, me
     path.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(ValueError, match=rf"mixed.jsonl: {re.escape(message)}"):
         load_preference_file(path)
+
+
+@pytest.mark.parametrize("completions", [["a good answer", ""], [_msgs("a good answer"), _msgs("  ")]])
+def test_an_empty_completion_ranked_below_another_is_a_valid_preference(completions):
+    prompt = "q" if isinstance(completions[0], str) else _msgs("q", "user")
+    row = {"prompt": prompt, "completions": completions, "ranks": [0, 1]}
+    assert validate_ranked_example(row, 0) == [0, 1]
+    pairs, stats = ranked_to_pairs(Dataset.from_list([row, dict(row, ranks=[1, 0])]))
+    assert len(pairs) == 2 and stats.empty_completions == 2 and "2 empty completions kept" in stats.summary()
+    with pytest.raises(ValueError, match=r"^row 0, field 'completions': completion at position 1 (is an empty string|"
+                                         r"has only empty message contents)"):
+        validate_ranked_example(row, 0, allow_empty=False)
+
+
+
+def _to_trees(messages: list[dict]) -> list[dict]:
+    """The shared messages file rewritten in OpenAssistant's tree format (what `*.trees.jsonl` holds)."""
+    nodes = {m["message_id"]: dict(m, replies=[]) for m in messages}
+    trees = []
+    for message in messages:
+        node = nodes[message["message_id"]]
+        if message.get("parent_id") is None:
+            trees.append({"message_tree_id": message["message_tree_id"], "tree_state": "ready_for_export",
+                          "prompt": node})
+        elif message["parent_id"] in nodes:
+            nodes[message["parent_id"]]["replies"].append(node)
+    for node in nodes.values():
+        node.pop("parent_id", None)
+        node.pop("message_tree_id", None)
+    return trees
+
+
+def _groups(data):
+    return sorted((pid, tuple(ranks), tuple(c[0]["content"] for c in comps))
+                  for pid, ranks, comps in zip(data["parent_id"], data["ranks"], data["completions"]))
+
+
+def test_load_oasst_hand_made_tree(tmp_path: Path):
+    tree = {"message_tree_id": "t1", "prompt": {
+        "message_id": "q", "role": "prompter", "text": "Why is the sky blue?", "rank": None, "replies": [
+            {"message_id": "a1", "role": "assistant", "text": "Rayleigh scattering.", "rank": 0, "replies": [
+                {"message_id": "f", "role": "prompter", "text": "More detail?", "rank": None, "replies": [
+                    {"message_id": "b1", "role": "assistant", "text": "Short waves scatter more.", "rank": 1,
+                     "replies": []},
+                    {"message_id": "b2", "role": "assistant", "text": "Blue light scatters most.", "rank": 0,
+                     "replies": []}]}]},
+            {"message_id": "a2", "role": "assistant", "text": "It reflects the sea.", "rank": 1, "replies": []}]}}
+    for name, opener in (("x.trees.jsonl", open), ("x.trees.jsonl.gz", gzip.open)):
+        with opener(tmp_path / name, "wt") as handle:
+            handle.write(json.dumps(tree) + "\n")
+        data = load_oasst_ranked(tmp_path / name)
+        assert data["parent_id"] == ["q", "f"] and data["ranks"] == [[0, 1], [1, 0]]
+        assert data["prompt"][1] == [{"role": "user", "content": "Why is the sky blue?"},
+                                     {"role": "assistant", "content": "Rayleigh scattering."},
+                                     {"role": "user", "content": "More detail?"}]
+        assert data["message_tree_id"] == ["t1", "t1"]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not OASST_FILE.is_file(), reason=f"shared OASST data not found at {OASST_FILE}")
+def test_load_oasst_trees_give_the_same_groups_as_messages(tmp_path: Path):
+    messages = [json.loads(line) for line in OASST_FILE.read_text().splitlines() if line.strip()]
+    path = tmp_path / "oasst1_en_validation.trees.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(json.dumps(t) for t in _to_trees(messages)) + "\n")
+    from_messages, from_trees = load_oasst_ranked(OASST_FILE), load_oasst_ranked(path)
+    assert len(from_trees) == len(from_messages) == 415
+    assert _groups(from_trees) == _groups(from_messages)
+    assert ranked_to_pairs(from_trees)[1].pairs == ranked_to_pairs(from_messages)[1].pairs == 1019

@@ -268,7 +268,7 @@ def test_top1_correct_edge_cases() -> None:
 
 def test_group_ranking_metrics() -> None:
     out = group_ranking_metrics([2.0, 2.0, 1.0, 0.0], [0, 1, 1, 3])
-    assert set(out) == {"kendall_tau", "spearman", "top1_accuracy"}
+    assert set(out) == {"kendall_tau", "spearman", "top1_accuracy", "ndcg"}
     assert out["kendall_tau"] == pytest.approx(0.8)
     assert out["spearman"] == pytest.approx(5 / 6)
     assert out["top1_accuracy"] == pytest.approx(0.5)

@@ -116,3 +116,21 @@ def test_max_input_tokens_follows_the_position_embeddings():
     assert max_input_tokens(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
     assert max_input_tokens(DebertaV2Config(position_biased_input=False)) is None
     assert max_input_tokens(BertClsRewardConfig(encoder_config=BertConfig(max_position_embeddings=64))) == 64
+
+
+def test_mean_pooling_reads_every_token_and_is_saved(tiny_bert_dir, tok, tmp_path):
+    torch.manual_seed(0)
+    model = BertClsRewardModel.from_encoder(tiny_bert_dir, pooling="mean").eval()
+    enc = tok(["a short one", "a much longer sentence here"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.encoder(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        expected = model.score((hidden * mask).sum(1) / mask.sum(1))
+        torch.testing.assert_close(model(**enc).logits, expected)
+        # padding does not change a row's reward
+        alone = model(**tok(["a short one"], return_tensors="pt")).logits
+        torch.testing.assert_close(alone[0], expected[0], atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path)
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path).config.pooling == "mean"
+    with pytest.raises(ValueError, match="pooling='max' is not one of"):
+        BertClsRewardModel.from_encoder(tiny_bert_dir, pooling="max")

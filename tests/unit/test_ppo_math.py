@@ -131,3 +131,29 @@ def test_whiten_and_explained_variance():
     ret = torch.randn(4, 6, dtype=torch.float64)
     assert explained_variance(ret, ret, mask).item() == pytest.approx(1.0)
     assert explained_variance(torch.zeros_like(ret) + masked_mean(ret, mask), ret, mask).item() == pytest.approx(0.0)
+
+
+def test_asymmetric_clip_token_weights_and_sequence_level_against_reference():
+    from trl_ext.ppo_math import aggregate
+
+    g, mask, lengths = _batch(2)
+    old = torch.randn(mask.shape, generator=g, dtype=torch.float64)
+    new = old + 0.5 * torch.randn(mask.shape, generator=g, dtype=torch.float64)
+    adv = torch.randn(mask.shape, generator=g, dtype=torch.float64)
+    weight = torch.rand(mask.shape, generator=g, dtype=torch.float64) + 0.5
+    loss, _ = policy_loss(new, old, adv, mask, clip_eps=0.2, clip_eps_high=0.28, token_weight=weight, level="sequence")
+    per_sequence = []
+    for i, n in enumerate(lengths):
+        terms = []
+        for t in range(n):
+            r = math.exp(new[i, t] - old[i, t])
+            a = adv[i, t].item()
+            terms.append(max(-a * r, -a * min(max(r, 0.8), 1.28)) * weight[i, t].item())
+        per_sequence.append(sum(terms) / n)
+    assert loss.item() == pytest.approx(sum(per_sequence) / len(per_sequence), rel=1e-12)
+    x = torch.tensor([[1.0, 3.0, 0.0], [5.0, 0.0, 0.0], [9.0, 9.0, 9.0]], dtype=torch.float64)
+    m = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert aggregate(x, m, "token").item() == pytest.approx(3.0)  # (1 + 3 + 5) / 3
+    assert aggregate(x, m, "sequence").item() == pytest.approx(3.5)  # (2 + 5) / 2: the empty row does not count
+    with pytest.raises(ValueError, match="level must be"):
+        aggregate(x, m, "batch")

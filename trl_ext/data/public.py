@@ -25,6 +25,31 @@ def _render_oasst_text(turns: list[tuple[str, str]]) -> str:
     return rendered + "\n\nAssistant:"
 
 
+def _is_tree_record(record: dict) -> bool:
+    """A line of an OpenAssistant `*.trees.jsonl` file: one conversation tree, its root message under `prompt`."""
+    return isinstance(record.get("prompt"), dict) and "replies" in record["prompt"]
+
+
+def flatten_oasst_trees(trees: list[dict]) -> list[dict]:
+    """The messages of OpenAssistant trees (`{"message_tree_id", "prompt": {..., "replies": [...]}}` per tree) as the
+    flat message list of the `*.messages.jsonl` files: each message without `replies`, with `parent_id` and
+    `message_tree_id` set from the tree. Depth-first, parents before their replies."""
+    messages: list[dict] = []
+    for position, tree in enumerate(trees):
+        if not _is_tree_record(tree):
+            raise ValueError(f"tree {position} has no root message with 'replies' under 'prompt'")
+        tree_id = tree.get("message_tree_id") or tree["prompt"].get("message_id")
+        stack = [(tree["prompt"], None)]
+        while stack:
+            node, parent = stack.pop()
+            message = {k: v for k, v in node.items() if k != "replies"}
+            message.setdefault("message_tree_id", tree_id)
+            message["parent_id"] = parent
+            messages.append(message)
+            stack.extend((reply, node.get("message_id")) for reply in reversed(node.get("replies") or []))
+    return messages
+
+
 def load_oasst_ranked(
     path: str | os.PathLike,
     conversational: bool = True,
@@ -33,7 +58,11 @@ def load_oasst_ranked(
     *,
     drop_contradictory: bool = True,
 ) -> Dataset:
-    """Turn a raw OpenAssistant (oasst1) message-tree file into a ranked data set.
+    """Turn a raw OpenAssistant (oasst1/oasst2) file into a ranked data set.
+
+    Both published formats are read, detected from the content, plain or gzipped: message lists
+    (`*.messages.jsonl(.gz)`, one message per line with `message_id` / `parent_id`) and trees (`*.trees.jsonl(.gz)`,
+    one conversation tree per line, replies nested under `prompt`); both give the same groups.
 
     For each parent message, its assistant replies with a non-null ``rank`` form one group: ``prompt`` is the
     conversation from the tree root down to and including the parent, ``completions`` are the replies' texts and
@@ -64,6 +93,8 @@ def load_oasst_ranked(
     if not path.is_file():
         raise FileNotFoundError(f"OpenAssistant message file not found: {path}")
     messages = read_json_records(path)
+    if messages and _is_tree_record(messages[0]):
+        messages = flatten_oasst_trees(messages)
     for line_index, message in enumerate(messages):
         for key in ("message_id", "role", "text"):
             if key not in message:
@@ -166,6 +197,7 @@ def _hh_split(text: Any) -> tuple[str, str] | None:
 
 def load_hh_rlhf(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
+    allow_empty_replies: bool = True,
 ) -> tuple[Dataset, dict[str, int]]:
     """Load Anthropic HH-RLHF ``{"chosen", "rejected"}`` transcripts as explicit prompt / chosen / rejected.
 
@@ -176,9 +208,9 @@ def load_hh_rlhf(
 
     Rows that cannot form a clean pair are skipped, counted and logged with a warning: no ``"\\n\\nAssistant:"``
     or non-string fields (``skipped_unparseable``), dialogues that differ before the last reply
-    (``skipped_prompt_mismatch``), identical replies (``skipped_identical``), and a blank chosen or rejected reply
-    (``skipped_empty_reply``: an empty target is not a usable completion, same rule as
-    :func:`validate_ranked_example`).
+    (``skipped_prompt_mismatch``) and identical replies (``skipped_identical``). A blank chosen or rejected reply is a
+    real preference (an assistant that said nothing, judged worse or better than an answer): kept and counted in
+    ``empty_reply``, or, with ``allow_empty_replies=False``, skipped (``skipped_empty_reply``).
 
     Args:
         paths: one file or several (.jsonl / .jsonl.gz / .json ...), e.g. the released ``helpful-base`` and
@@ -186,7 +218,7 @@ def load_hh_rlhf(
 
     Returns:
         ``(dataset, stats)`` with stats keys ``rows``, ``kept``, ``skipped_unparseable``,
-        ``skipped_prompt_mismatch``, ``skipped_identical``, ``skipped_empty_reply``.
+        ``skipped_prompt_mismatch``, ``skipped_identical``, ``skipped_empty_reply``, ``empty_reply``.
 
     Raises:
         FileNotFoundError: a file does not exist.
@@ -203,6 +235,7 @@ def load_hh_rlhf(
         "skipped_prompt_mismatch": 0,
         "skipped_identical": 0,
         "skipped_empty_reply": 0,
+        "empty_reply": 0,
     }
     rows: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": [], "source": []}
     for path in path_list:
@@ -220,9 +253,10 @@ def load_hh_rlhf(
                 reason = "skipped_prompt_mismatch"
             elif chosen_split[1].strip() == rejected_split[1].strip():
                 reason = "skipped_identical"
-            elif not chosen_split[1].strip() or not rejected_split[1].strip():
+            elif not allow_empty_replies and (not chosen_split[1].strip() or not rejected_split[1].strip()):
                 reason = "skipped_empty_reply"
             else:
+                stats["empty_reply"] += int(not chosen_split[1].strip() or not rejected_split[1].strip())
                 rows["prompt"].append(chosen_split[0])
                 rows["chosen"].append(chosen_split[1])
                 rows["rejected"].append(rejected_split[1])

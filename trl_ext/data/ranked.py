@@ -217,11 +217,21 @@ def _completion_key(completion: Any) -> str:
     return "m:" + json.dumps(completion, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def validate_ranked_example(example: dict, index: int) -> list[int]:
+def is_empty_completion(completion: Any) -> bool:
+    """An empty answer: blank text, or messages whose contents are all blank (an empty message list is malformed)."""
+    if isinstance(completion, str):
+        return not completion.strip()
+    return isinstance(completion, (list, tuple)) and len(completion) > 0 and all(
+        isinstance(m, dict) and _is_blank_content(m.get("content")) for m in completion)
+
+
+def validate_ranked_example(example: dict, index: int, allow_empty: bool = True) -> list[int]:
     """Check one ranked row and return its ranks (from ``ranks``, or dense ranks converted from ``scores``).
 
     When a row has both ``ranks`` and ``scores``, both are checked and ``ranks`` decides the order. A group with
-    fewer than two completions is *not* an error here (the caller skips and counts it).
+    fewer than two completions is *not* an error here (the caller skips and counts it). An empty completion (blank
+    text, or messages with only blank contents) is valid when it is ranked strictly above or below another
+    completion; ``allow_empty=False`` refuses every empty completion.
 
     Raises:
         ValueError: with a message starting ``"row {index}, field '{field}': "`` for a missing/empty prompt,
@@ -284,9 +294,16 @@ def validate_ranked_example(example: dict, index: int) -> list[int]:
     conversational = not isinstance(example["prompt"], str)
     seen: dict[str, int] = {}
     for position, completion in enumerate(completions):
-        problem = _emptiness_problem(completion)
-        if problem is not None:
-            raise _row_error(index, "completions", f"completion at position {position} {problem}")
+        if allow_empty and is_empty_completion(completion):
+            # An empty answer is a real preference when it is ranked above or below something (a model that said
+            # nothing, ranked worst); tied with everything it carries none.
+            if all(ranks[j] == ranks[position] for j in range(len(completions))) and len(completions) > 1:
+                raise _row_error(index, "completions", f"completion at position {position} is empty and tied with "
+                                 "every other completion")
+        else:
+            problem = _emptiness_problem(completion)
+            if problem is not None:
+                raise _row_error(index, "completions", f"completion at position {position} {problem}")
         if isinstance(completion, str) == conversational:
             kinds = ("text", "a list of messages") if conversational else ("a list of messages", "text")
             raise _row_error(index, "completions", f"completion at position {position} is {kinds[0]} but the prompt "
@@ -321,6 +338,7 @@ class RankingStats:
     skipped_small_groups: int = 0  # K < 2
     skipped_all_tied: int = 0  # K >= 2 but every completion tied -> no pair
     skipped_invalid: int = 0  # malformed rows skipped with on_invalid_rows="skip"
+    empty_completions: int = 0  # empty completions kept (ranked above or below another one)
     invalid_examples: dict[int, str] = field(default_factory=dict)  # row index -> error message
 
     def summary(self) -> str:
@@ -330,6 +348,7 @@ class RankingStats:
             f"ranked_to_pairs: {self.rows} rows -> {self.pairs} pairs from {self.groups} groups{ratio}; "
             f"{self.tied_pairs} tied pairs dropped; skipped {self.skipped_small_groups} groups with K<2, "
             f"{self.skipped_all_tied} all-tied groups, {self.skipped_invalid} invalid rows"
+            + (f"; {self.empty_completions} empty completions kept" if self.empty_completions else "")
         )
 
 
@@ -370,6 +389,7 @@ def ranked_to_pairs(
     pair_strategy: str = "all",
     weighting: str = "group",
     on_invalid_rows: str = "raise",
+    allow_empty: bool = True,
 ) -> tuple[Dataset, RankingStats]:
     """Expand a ranked data set into explicit-prompt preference pairs.
 
@@ -387,6 +407,8 @@ def ranked_to_pairs(
             on the ranked data (finite, >= 0) weights the whole group: it multiplies each of its pairs' weights.
         on_invalid_rows: ``"raise"`` re-raises the first malformed row's ValueError; ``"skip"`` skips such rows and
             records them in ``stats.skipped_invalid`` / ``stats.invalid_examples``.
+        allow_empty: accept empty completions ranked strictly above or below another one (counted in
+            ``stats.empty_completions``); False refuses them.
 
     Returns:
         ``(pairs, stats)``. Order is deterministic: by input row, then :func:`rank_pairs` order. An empty result is
@@ -429,7 +451,7 @@ def ranked_to_pairs(
             stats.rows += 1
             example = {name: values[offset] for name, values in batch.items()}
             try:
-                ranks = validate_ranked_example(example, row_index)
+                ranks = validate_ranked_example(example, row_index, allow_empty)
             except ValueError as err:
                 if on_invalid_rows == "raise":
                     raise
@@ -437,6 +459,7 @@ def ranked_to_pairs(
                 stats.invalid_examples[row_index] = str(err)
                 continue
             completions = example["completions"]
+            stats.empty_completions += sum(map(is_empty_completion, completions))
             if len(completions) < 2:
                 stats.skipped_small_groups += 1
                 continue

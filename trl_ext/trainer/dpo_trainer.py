@@ -10,8 +10,8 @@ groups or weights go through TRL's own loss unchanged. On top of it:
   `ranked_training="pairwise"` expands rankings to weighted pairs instead.
 * **Pairwise data with a `weight` column**: the loss is the weighted mean of the per-pair losses.
 
-Grouped and weighted batches use [`dpo_pair_losses`], which covers the loss types whose per-pair value depends only on
-that pair (`GROUPED_DPO_LOSS_TYPES`); the others (`aot`, `sft`, `discopop`, ...) need TRL's unweighted pairwise path.
+Grouped and weighted batches use [`dpo_pair_losses`], which covers every loss type (and weighted combination) TRL 1.16
+accepts, with TRL's values on TRL's pairs, and log every metric TRL logs under its name.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from .. import _trl_compat as compat
 from ..data import is_ranked_dataset
-from ..losses import GROUPED_DPO_LOSS_TYPES, dpo_pair_losses, weighted_mean
+from ..losses import dpo_pair_losses, plackett_luce_loss, weighted_mean
 from .dpo_config import DPOConfig
-from .ranked_data import GROUP_KEYS, RankedCollatorMixin, RankedDataMixin, upgrade_config
+from .config_utils import default_config, upgrade_config
+from .ranked_data import GROUP_KEYS, RankedCollatorMixin, RankedDataMixin
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,10 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
         bound = _TRL_INIT_SIGNATURE.bind(self, model, *args, **kwargs)
         bound.apply_defaults()
         config = bound.arguments["args"]
-        if config is not None:
-            config = upgrade_config(config, DPOConfig)
-            bound.arguments["args"] = config
-            self._check_grouped_options(config, bound.arguments["train_dataset"], bound.arguments["eval_dataset"])
+        # TRL would build its own DPOConfig for args=None, without our fields: build ours the same way.
+        config = default_config(model, DPOConfig, "DPO") if config is None else upgrade_config(config, DPOConfig)
+        bound.arguments["args"] = config
+        self._check_grouped_options(config, bound.arguments["train_dataset"], bound.arguments["eval_dataset"])
         self.ranking_stats: dict[str, Counter] = {}
         user_collator = bound.arguments["data_collator"]
         super().__init__(*bound.args[1:], **bound.kwargs)
@@ -91,15 +92,11 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
     def _check_grouped_options(args: DPOConfig, train_dataset, eval_dataset) -> None:
         datasets = [train_dataset] + (list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset])
         columns = [set(compat.dataset_column_names(d)) for d in datasets if d is not None]
-        needs_own_loss = any("weight" in c for c in columns) or any(
-            is_ranked_dataset(c) and args.ranked_training == "grouped" for c in columns
-        )
+        # ranked data in either mode (pairwise expansion adds a weight column) and weighted pairs use our loss
+        needs_own_loss = any("weight" in c or is_ranked_dataset(c) for c in columns)
         if not needs_own_loss:
             return
-        unsupported = [t for t in args.loss_type if t not in GROUPED_DPO_LOSS_TYPES]
         problems = []
-        if unsupported:
-            problems.append(f"loss_type {unsupported} (supported: {list(GROUPED_DPO_LOSS_TYPES)})")
         if args.f_divergence_type != "reverse_kl":
             problems.append(f"f_divergence_type={args.f_divergence_type!r}")
         if args.use_weighting:
@@ -108,10 +105,14 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
             problems.append(f"ld_alpha={args.ld_alpha}")
         if args.precompute_ref_log_probs and any(is_ranked_dataset(c) for c in columns):
             problems.append("precompute_ref_log_probs=True")
+        if args.ranked_loss == "plackett_luce" and list(args.loss_type) != ["sigmoid"]:
+            problems.append(f"loss_type={list(args.loss_type)} with ranked_loss='plackett_luce' (the listwise loss "
+                            "generalises 'sigmoid'; use loss_type=['sigmoid'])")
         if problems:
             raise ValueError(
-                "Ranked data in grouped mode and a `weight` column use trl_ext's per-pair loss, which does not support "
-                f"{', '.join(problems)}. Use ranked_training='pairwise' without a weight column to get TRL's loss."
+                "Ranked data and a `weight` column use trl_ext's per-pair loss, which does not support "
+                f"{', '.join(problems)}. For TRL's own loss, expand the rankings with trl_ext.ranked_to_pairs and drop "
+                "its `weight` column."
             )
 
     # ----------------------------------------------------------------------------------------------- data
@@ -175,12 +176,14 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
         return (loss, CausalLMOutput(loss=loss, logits=None)) if return_outputs else loss
 
     def _compute_pair_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """One policy and one reference forward per row; every TRL loss type on the batch's pairs, pair-weighted."""
         mode = "train" if self.model.training else "eval"
         extra = {key: inputs.pop(key) for key in GROUP_KEYS if key in inputs}
         pair_index, pair_weight = extra["pair_index"], extra["pair_weight"]
         completion_mask = inputs["completion_mask"]
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        outputs = compat.fused_lm_forward(model, inputs["input_ids"], inputs["attention_mask"], labels)
+        outputs = compat.fused_lm_forward(model, inputs["input_ids"], inputs["attention_mask"], labels,
+                                          output_router_logits=self.aux_loss_enabled)
         shift_mask = completion_mask[:, 1:]
         seq_len = shift_mask.size(1)
         logps = outputs.log_probs[:, -seq_len:].sum(dim=1)  # one log-prob per row (completion)
@@ -194,14 +197,33 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
         better, worse = pair_index[:, 0], pair_index[:, 1]
         chosen_logratios = logps[better] - ref_logps[better]
         rejected_logratios = logps[worse] - ref_logps[worse]
-        lengths = shift_mask.sum(dim=1)
+        lengths = completion_mask.sum(dim=1)  # TRL normalises ipo / sigmoid_norm by these (prompt boundary included)
+        tokens = shift_mask.sum(dim=1)  # ... and averages sft over these (the log-probs' tokens)
         loss = 0.0
-        for loss_type, loss_weight in zip(self.loss_types, self.loss_weights, strict=True):
-            per_pair = dpo_pair_losses(chosen_logratios, rejected_logratios, self.beta, loss_type,
-                                       self.label_smoothing, lengths[better], lengths[worse])
-            loss = loss + loss_weight * weighted_mean(per_pair, pair_weight)
+        grouped = "completion_group" in extra
+        if grouped and self.args.ranked_loss == "plackett_luce":  # the DPO paper's listwise objective (App. A.3)
+            losses = [(plackett_luce_loss(self.beta * (logps - ref_logps), extra["ranks"].to(logps.dtype),
+                                          extra["completion_group"], group_weight=extra["group_weight"].to(logps.dtype),
+                                          top_k=self.args.ranked_loss_top_k), 1.0)]
+        else:
+            losses = []
+        for loss_type, loss_weight in ([] if losses else zip(self.loss_types, self.loss_weights, strict=True)):
+            per_pair = dpo_pair_losses(
+                chosen_logratios, rejected_logratios, self.beta, loss_type, self.label_smoothing, lengths[better],
+                lengths[worse], chosen_logps=logps[better], rejected_logps=logps[worse], chosen_tokens=tokens[better],
+                weight=pair_weight, discopop_tau=self.args.discopop_tau)
+            losses.append((weighted_mean(per_pair, pair_weight), loss_weight))
+        for value, loss_weight in losses:
+            loss = loss + loss_weight * value
+        if self.aux_loss_enabled:  # MoE router load balancing, as TRL adds it
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+            compat.metrics(self, mode)["aux_loss"].append(
+                self.accelerator.gather_for_metrics(outputs.aux_loss.detach()).mean().item())
         self._log_pair_metrics(mode, outputs, shift_mask, inputs["attention_mask"], logps, chosen_logratios,
                                rejected_logratios, better, worse, pair_weight)
+        if grouped:  # ranking metrics of the implicit reward β·log π/π_ref against each group's gold ranking
+            self._log_ranking_metrics((self.beta * (logps - ref_logps)).detach(), extra["ranks"],
+                                      extra["completion_group"], compat.metrics(self, mode), self.args.ndcg_k)
         return loss
 
     @torch.no_grad()
@@ -250,45 +272,66 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
     @torch.no_grad()
     def _log_pair_metrics(self, mode, outputs, shift_mask, attention_mask, logps, chosen_logratios,
                           rejected_logratios, better, worse, pair_weight) -> None:
-        """TRL's DPO metric names, each a pair-weighted mean gathered over processes."""
+        """Every metric TRL's DPO logs, under its name, over the batch's pairs: each pair counts with its weight, and
+        the per-token metrics weigh each pair's rows by their tokens, as TRL's do. On pairs of weight 1 (TRL's own
+        pairs) the values are TRL's."""
         metrics = compat.metrics(self, mode)
         gather = self.accelerator.gather_for_metrics
 
-        def add(name: str, values: torch.Tensor) -> None:
-            w = pair_weight.to(values.dtype)
-            totals = gather(torch.stack([(values * w).sum(), w.sum()]).unsqueeze(0)).sum(dim=0)
-            if totals[1] > 0:  # pairs of weight 0 only: nothing to report
-                metrics[name].append((totals[0] / totals[1]).item())
+        def ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float | None:
+            totals = gather(torch.stack([numerator.double(), denominator.double()]).unsqueeze(0)).sum(dim=0)
+            return (totals[0] / totals[1]).item() if totals[1] > 0 else None
 
+        def add(name: str, value: float | None, default: float | None = None) -> None:
+            value = default if value is None else value
+            if value is not None:
+                metrics[name].append(value)
+
+        w = pair_weight.double()
+        mask = shift_mask.double()
+        row_tokens = mask.sum(dim=1)
+        row_sum = {name: (getattr(outputs, name)[:, -shift_mask.size(1):].double() * mask).sum(dim=1)
+                   for name in ("entropy", "mean_logits", "is_top1")}
         chosen_rewards, rejected_rewards = self.beta * chosen_logratios.detach(), self.beta * rejected_logratios.detach()
-        add("rewards/chosen", chosen_rewards)
-        add("rewards/rejected", rejected_rewards)
-        add("rewards/accuracies", (chosen_rewards > rejected_rewards).to(chosen_rewards.dtype))
-        add("rewards/margins", chosen_rewards - rejected_rewards)
-        add("logps/chosen", logps.detach()[better])
-        add("logps/rejected", logps.detach()[worse])
-        entropy = outputs.entropy[:, -shift_mask.size(1):].detach()
-        totals = gather(torch.stack([(entropy * shift_mask).sum(), shift_mask.sum().to(entropy.dtype)]).unsqueeze(0))
-        totals = totals.sum(dim=0)
-        metrics["entropy"].append((totals[0] / totals[1].clamp(min=1)).item())
+        add("entropy", ratio((w * (row_sum["entropy"][better] + row_sum["entropy"][worse])).sum(),
+                             (w * (row_tokens[better] + row_tokens[worse])).sum()), 0.0)
         if mode == "train":
             compat.add_train_tokens(self, gather(attention_mask.sum()).sum().item())
         else:
             metrics["num_tokens"] = [compat.train_tokens(self)]
+        add("logits/chosen", ratio((w * row_sum["mean_logits"][better]).sum(), (w * row_tokens[better]).sum()), 0.0)
+        add("logits/rejected", ratio((w * row_sum["mean_logits"][worse]).sum(), (w * row_tokens[worse]).sum()), 0.0)
+        add("mean_token_accuracy", ratio((w * row_sum["is_top1"][better]).sum(), (w * row_tokens[better]).sum()), 0.0)
+        for name, values in (("rewards/chosen", chosen_rewards), ("rewards/rejected", rejected_rewards),
+                             ("rewards/accuracies", (chosen_rewards > rejected_rewards).double()),
+                             ("rewards/margins", chosen_rewards - rejected_rewards),
+                             ("logps/chosen", logps.detach()[better]), ("logps/rejected", logps.detach()[worse])):
+            add(name, ratio((w * values.double()).sum(), w.sum()))  # no value for a batch of weight-0 pairs
 
 
 def _regroup(rows):
-    """Consecutive (group, prompt_ids, completion_ids, ranks, weight) rows of one group -> one grouped example."""
-    current, entry = None, None
+    """Consecutive (group, prompt_ids, completion_ids, ranks, weight) rows of one group -> one grouped example.
+
+    TRL starts a pair's completion where the tokenized prompt and prompt + completion diverge, the earlier of the two
+    (usually the prompt's end; earlier when tokens merge across the boundary). A group's rows share the earliest such
+    point of its completions: each row's tokens are unchanged, and on K=2 groups the boundary is exactly TRL's.
+    """
+
+    def group_example(prompts: list[list[int]], completions: list[list[int]], ranks, weight) -> dict:
+        shared = min(len(p) for p in prompts)  # every row's prompt ids are a prefix of the same tokenized prompt
+        return {"prompt_ids": prompts[0][:shared], "ranks": ranks, "weight": weight,
+                "completion_ids": [p[shared:] + c for p, c in zip(prompts, completions)]}
+
+    current, prompts, completions, meta = None, [], [], None
     for group, prompt_ids, completion_ids, ranks, weight in rows:
         if group != current:
-            if entry is not None:
-                yield entry
-            current = group
-            entry = {"prompt_ids": prompt_ids, "completion_ids": [], "ranks": ranks, "weight": weight}
-        entry["completion_ids"].append(completion_ids)
-    if entry is not None:
-        yield entry
+            if current is not None:
+                yield group_example(prompts, completions, *meta)
+            current, prompts, completions, meta = group, [], [], (ranks, weight)
+        prompts.append(list(prompt_ids))
+        completions.append(list(completion_ids))
+    if current is not None:
+        yield group_example(prompts, completions, *meta)
 
 
 def _regroup_stream(rows):

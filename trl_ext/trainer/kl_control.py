@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from .. import _trl_compat as compat
 from ..kl_controllers import AdaptiveKLController, FixedKLController, build_kl_controller, full_kl_per_token
+from .config_utils import default_config
 
 KL_CONTROL_MODES = ("fixed", "adaptive")
 KL_TARGET_UNITS = ("sequence", "token")
@@ -140,8 +141,7 @@ class KLControlledTrainerMixin:
         """The config to hand TRL: ours by default (TRL would build its own class, without the KL fields), re-checked
         before TRL's `__init__` decides from `beta` whether to build a reference model."""
         if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "model")
-            args = config_cls(output_dir=f"{str(name).split('/')[-1]}-{suffix}")
+            args = default_config(model, config_cls, suffix)
         if isinstance(args, KLControlArguments):
             args._validate_kl_fields()
         return args

@@ -4,11 +4,125 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import trl
 
 from .kl_control import KLControlArguments
+
+
+_GENERATION = "TRL's generation and rollout machinery, which PPOTrainer reuses unchanged"
+_VLLM = "vLLM generation, TRL's (rollouts come from GRPOTrainer's generation)"
+_LOGGING = "TRL's completion logging"
+_TOKEN, _SEQUENCE = ("dapo", "bnpo"), ("grpo",)
+
+#: How PPO treats every field it inherits from `trl.GRPOConfig`: (status, what it does or why, allowed values).
+#: "honoured": it works as documented by TRL (or as the PPO knob of the same name); "refused": a value other than
+#: TRL's default is an error naming the field (the PPO loss has no such term); "irrelevant": accepted, and without
+#: effect on PPO, for the reason given. `allowed` restricts an honoured field to the values PPO implements.
+GRPO_FIELDS: dict[str, tuple[str, str, tuple | None]] = {
+    "model_init_kwargs": ("honoured", "how TRL loads the policy from a name", None),
+    "trust_remote_code": ("honoured", "how TRL loads the policy from a name", None),
+    "router_aux_loss_coef": ("honoured", "MoE router load-balancing loss added to the PPO loss, as GRPO adds it", None),
+    "disable_dropout": ("honoured", "TRL turns dropout off in the policy and reference", None),
+    "cast_lm_head_to_fp32": ("honoured", "TRL's LM-head cast (the value head is fp32 anyway)", None),
+    "num_generations": ("honoured", "completions per prompt; 1 (the default) is classic PPO, the critic is the "
+                        "baseline", None),
+    "num_generations_eval": ("honoured", "completions per prompt in evaluation", None),
+    "max_completion_length": ("honoured", _GENERATION, None),
+    "ds3_gather_for_generation": ("honoured", _GENERATION, None),
+    "shuffle_dataset": ("honoured", _GENERATION, None),
+    "pad_to_multiple_of": ("honoured", _GENERATION, None),
+    "generation_batch_size": ("honoured", "completions per rollout", None),
+    "steps_per_generation": ("honoured", "mini-batches (optimizer steps) per PPO epoch; alias num_mini_batches", None),
+    "temperature": ("honoured", _GENERATION + "; log-probs are taken at the same temperature", None),
+    "top_p": ("honoured", _GENERATION, None),
+    "top_k": ("honoured", _GENERATION, None),
+    "min_p": ("honoured", _GENERATION, None),
+    "generation_kwargs": ("honoured", _GENERATION, None),
+    "chat_template_kwargs": ("honoured", _GENERATION, None),
+    "repetition_penalty": ("honoured", _GENERATION, None),
+    "cache_implementation": ("honoured", _GENERATION, None),
+    "use_vllm": ("honoured", _VLLM, None),
+    "vllm_mode": ("honoured", _VLLM, None),
+    "vllm_model_impl": ("honoured", _VLLM, None),
+    "vllm_enable_sleep_mode": ("honoured", _VLLM, None),
+    "vllm_structured_outputs_regex": ("honoured", _VLLM, None),
+    "vllm_server_base_url": ("honoured", _VLLM, None),
+    "vllm_server_host": ("honoured", _VLLM, None),
+    "vllm_server_port": ("honoured", _VLLM, None),
+    "vllm_server_timeout": ("honoured", _VLLM, None),
+    "vllm_group_port": ("honoured", _VLLM, None),
+    "vllm_gpu_memory_utilization": ("honoured", _VLLM, None),
+    "vllm_max_model_length": ("honoured", _VLLM, None),
+    "vllm_tensor_parallel_size": ("honoured", _VLLM, None),
+    "vllm_importance_sampling_correction": ("honoured", "the per-token policy loss is multiplied by TRL's "
+                                            "sampler/trainer importance-sampling ratio, as in GRPO", None),
+    "vllm_importance_sampling_mode": ("honoured", "how TRL computes that ratio", None),
+    "vllm_importance_sampling_clip_max": ("honoured", "how TRL computes that ratio", None),
+    "vllm_importance_sampling_clip_min": ("honoured", "how TRL computes that ratio", None),
+    "vllm_importance_sampling_cap": ("honoured", "deprecated alias TRL maps to vllm_importance_sampling_clip_max", None),
+    "beta": ("honoured", "the (starting) KL coefficient of the per-token reward r_t = -beta (log pi - log pi_ref)", None),
+    "num_iterations": ("honoured", "PPO epochs over each rollout; alias num_ppo_epochs", None),
+    "epsilon": ("honoured", "the policy clip range: ratio clipped to [1 - epsilon, 1 + epsilon]", None),
+    "epsilon_high": ("honoured", "asymmetric clipping: the upper bound 1 + epsilon_high (default epsilon)", None),
+    "delta": ("refused", "GRPO's two-sided clipping of negative advantages; PPO clips with epsilon / epsilon_high", None),
+    "sapo_temperature_neg": ("irrelevant", "used only by loss_type='sapo', which PPO refuses", None),
+    "sapo_temperature_pos": ("irrelevant", "used only by loss_type='sapo', which PPO refuses", None),
+    "vespo_k_pos": ("irrelevant", "used only by loss_type='vespo', which PPO refuses", None),
+    "vespo_lambda_pos": ("irrelevant", "used only by loss_type='vespo', which PPO refuses", None),
+    "vespo_k_neg": ("irrelevant", "used only by loss_type='vespo', which PPO refuses", None),
+    "vespo_lambda_neg": ("irrelevant", "used only by loss_type='vespo', which PPO refuses", None),
+    "importance_sampling_level": ("honoured", "'token': PPO's per-token ratios (GSPO's sequence level is not "
+                                  "implemented)", ("token",)),
+    "reward_weights": ("honoured", "the sequence score is the weighted sum of the reward functions", None),
+    "multi_objective_aggregation": ("honoured", "'sum_then_normalize': the score is the weighted sum (PPO normalises "
+                                    "advantages, not rewards)", ("sum_then_normalize",)),
+    "scale_rewards": ("refused", "GRPO's group normalisation of rewards; PPO's advantages come from GAE and are "
+                      "whitened per rollout", None),
+    "loss_type": ("honoured", "aggregation over a mini-batch: 'dapo' / 'bnpo' average over all completion tokens, "
+                  "'grpo' averages each completion over its tokens, then over completions", _TOKEN + _SEQUENCE),
+    "mask_truncated_completions": ("honoured", "TRL masks truncated completions out of the completion mask, so out "
+                                   "of every PPO loss", None),
+    "sync_ref_model": ("honoured", "TRL's reference-sync callback", None),
+    "ref_model_mixup_alpha": ("honoured", "TRL's reference-sync callback", None),
+    "ref_model_sync_steps": ("honoured", "TRL's reference-sync callback", None),
+    "top_entropy_quantile": ("refused", "GRPO's high-entropy token mask; PPO trains on every completion token", None),
+    "entropy_coef": ("honoured", "the entropy bonus: loss - entropy_coef x entropy", None),
+    "use_adaptive_entropy": ("refused", "GRPO's adaptive entropy controller; PPO applies a fixed entropy_coef", None),
+    "entropy_coef_min": ("irrelevant", "used only with use_adaptive_entropy, which PPO refuses", None),
+    "entropy_coef_max": ("irrelevant", "used only with use_adaptive_entropy, which PPO refuses", None),
+    "entropy_coef_delta": ("irrelevant", "used only with use_adaptive_entropy, which PPO refuses", None),
+    "entropy_target": ("irrelevant", "used only with use_adaptive_entropy, which PPO refuses", None),
+    "max_tool_calling_iterations": ("honoured", _GENERATION + "; tool-output tokens are masked out of the losses", None),
+    "off_policy_mask_threshold": ("refused", "GRPO's off-policy sequence mask; PPO's clipping bounds the update", None),
+    "use_bias_correction_kl": ("irrelevant", "corrects GRPO's KL loss term; PPO's KL is in the reward, measured on the "
+                               "rollout's own tokens", None),
+    "log_completions": ("honoured", _LOGGING, None),
+    "log_multimodal": ("honoured", _LOGGING, None),
+    "num_completions_to_print": ("honoured", _LOGGING, None),
+    "log_unique_prompts": ("honoured", _LOGGING, None),
+    "log_completions_hub_repo": ("honoured", _LOGGING, None),
+    "use_transformers_continuous_batching": ("honoured", _GENERATION, None),
+    "transformers_continuous_batching_config": ("honoured", _GENERATION, None),
+    "use_transformers_paged": ("honoured", "deprecated alias TRL maps to use_transformers_continuous_batching", None),
+}
+
+
+def _grpo_default(name: str) -> Any:
+    spec = next(f for f in dataclasses.fields(trl.GRPOConfig) if f.name == name)
+    return spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+
+
+def ppo_fields_markdown() -> str:
+    """The field table as the Markdown of docs/ppo_config.md."""
+    rows = ["| field | status | what it does in PPO, or why not |", "|---|---|---|"]
+    for name, (status, note, allowed) in GRPO_FIELDS.items():
+        values = f" (values: {', '.join(repr(v) for v in allowed)})" if allowed else ""
+        rows.append(f"| `{name}` | {status} | {note}{values} |")
+    return "\n".join(rows)
 
 
 @dataclass
@@ -19,7 +133,8 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
     `num_iterations` the number of PPO epochs over each rollout, `steps_per_generation` the number of mini-batches
     (optimizer steps) per rollout epoch, `entropy_coef` the entropy bonus, `beta` the (starting) KL coefficient of
     the per-token reward r_t = −β·(log π − log π_ref) (+ score on the last token). `num_ppo_epochs` and
-    `num_mini_batches` are accepted as the old TRL PPO names for the latter two.
+    `num_mini_batches` are accepted as the old TRL PPO names for the latter two. Every inherited GRPO field is
+    honoured, refused by name, or irrelevant: see `GRPO_FIELDS` (docs/ppo_config.md).
     """
 
     num_generations: int | None = field(
@@ -75,14 +190,38 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
         if self.ddp_find_unused_parameters:
             raise ValueError("ddp_find_unused_parameters=True is not supported by PPOTrainer: the critic's forward "
                              "runs outside DDP's, so DDP would count its parameters as unused (and ready) early.")
-        if self.use_adaptive_entropy:
-            raise ValueError("use_adaptive_entropy is a GRPO option; PPOTrainer applies a fixed `entropy_coef`.")
-        # TRL's check that GRPO groups have >= 2 completions does not apply: PPO's baseline is the critic.
+        self._check_grpo_fields()
         single = self.num_generations == 1
-        if single:
-            self.num_generations = 2
+        if single:  # TRL requires groups of >= 2 completions, which PPO does not need (its baseline is the critic)
+            self.num_generations = self._group_stand_in()
+            eval_generations, self.num_generations_eval = self.num_generations_eval, self.num_generations_eval or 1
         try:
             super().__post_init__()
         finally:
             if single:
-                self.num_generations = 1
+                self.num_generations, self.num_generations_eval = 1, eval_generations
+
+    def _check_grpo_fields(self) -> None:
+        """Refuse, by name, an inherited GRPO option that PPO does not implement (see `GRPO_FIELDS`)."""
+        for name, (status, note, allowed) in GRPO_FIELDS.items():
+            value = getattr(self, name)
+            if status == "refused" and value != _grpo_default(name):
+                raise ValueError(f"PPOConfig.{name}={value!r} is not supported by PPOTrainer: {note}.")
+            if allowed is not None and value not in allowed:
+                raise ValueError(f"PPOConfig.{name}={value!r} is not supported by PPOTrainer; use one of "
+                                 f"{list(allowed)} ({note}).")
+
+    def _group_stand_in(self) -> int:
+        """A group size TRL's validation accepts for any number of processes when PPO draws one completion per
+        prompt: the completions one process draws per rollout (a divisor of the rollout size)."""
+        if self.generation_batch_size is not None and self.steps_per_generation is None:
+            per_rollout = self.generation_batch_size  # TRL checks divisibility by the global batch itself
+        else:
+            per_rollout = self.per_device_train_batch_size * (self.steps_per_generation
+                                                              or self.gradient_accumulation_steps)
+        if per_rollout < 2:
+            raise ValueError(
+                f"PPOTrainer needs at least 2 completions per rollout and process; per_device_train_batch_size="
+                f"{self.per_device_train_batch_size} x steps_per_generation={self.steps_per_generation or 1} gives "
+                f"{per_rollout}. Raise either.")
+        return per_rollout

@@ -27,6 +27,7 @@ from .kl_control import KLControlledTrainerMixin
 from .online_rl import OnlineRLChecksMixin
 from .ppo_config import PPOConfig
 
+_SEQUENCE_LEVEL = ("grpo",)  # loss_type values that average each completion first (see GRPO_FIELDS)
 CRITIC_FILE = "value_head.safetensors"  # value head (+ separate value model) weights in every checkpoint
 ROLLOUT_FILE = "rollout_state_rank{rank}.pt"  # a checkpoint saved inside a rollout: the buffer and its position
 
@@ -176,6 +177,9 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
+        metrics = compat.metrics(self, mode)
+        if self.num_generations == 1 and "frac_reward_zero_std" in metrics:
+            del metrics["frac_reward_zero_std"]  # a group of one has zero spread by definition: a constant 1.0
         prompt_ids, completion_ids = output["prompt_ids"], output["completion_ids"]
         mask = output["completion_mask"].float()
         if "tool_mask" in output:
@@ -191,7 +195,7 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         chunk = self.args.per_device_train_batch_size
         with torch.no_grad():
             if output.get("old_per_token_logps") is None:  # TRL skips it when one update follows each rollout
-                output["old_per_token_logps"], _ = compat.per_token_logps_and_entropies(
+                output["old_per_token_logps"], _, _ = compat.per_token_logps_and_entropies(
                     self, self.model, input_ids, attention_mask, logits_to_keep, batch_size=chunk)
             values = torch.cat([self._values(self.model, input_ids[i:i + chunk], attention_mask[i:i + chunk],
                                              logits_to_keep) for i in range(0, input_ids.size(0), chunk)])
@@ -206,7 +210,6 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         advantages = ppo_math.masked_whiten(advantages, mask)
         output.update(advantages=advantages, returns=returns, values=values.float(), ppo_mask=mask)
 
-        metrics = compat.metrics(self, mode)
         scored = (~unscored).to(scores.device, scores.dtype)
         n = scored.sum()
         tokens = mask.sum()
@@ -231,24 +234,36 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
     # ------------------------------------------------------------------------------------------------------- loss
     def _compute_loss(self, model, inputs):
         mode = "train" if self.model.training else "eval"
+        if mode == "train" and self._ppo_stopped:  # past target_kl earlier in this rollout: no forward, no update
+            return torch.zeros((), device=self.accelerator.device, requires_grad=True)
         completion_ids = inputs["completion_ids"]
         input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         logits_to_keep = completion_ids.size(1)
         mask = inputs["ppo_mask"]
-        logps, entropies = compat.per_token_logps_and_entropies(
-            self, model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
+        logps, entropies, aux_loss = compat.per_token_logps_and_entropies(
+            self, model, input_ids, attention_mask, logits_to_keep, compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled)
         values = self._values(model, input_ids, attention_mask, logits_to_keep)
+        level = "sequence" if self.args.loss_type in _SEQUENCE_LEVEL else "token"
+        # vLLM rollouts: weigh each token by TRL's sampler/trainer importance-sampling ratio, as GRPO does
+        is_ratio = inputs.get("importance_sampling_ratio") if (
+            self.use_vllm and self.args.vllm_importance_sampling_correction) else None
         pg_loss, pg_stats = ppo_math.policy_loss(
-            logps, inputs["old_per_token_logps"], inputs["advantages"], mask, self.args.epsilon)
+            logps, inputs["old_per_token_logps"], inputs["advantages"], mask, self.args.epsilon,
+            clip_eps_high=self.args.epsilon_high, token_weight=is_ratio, level=level)
         vf_loss, vf_stats = ppo_math.value_loss(
-            values.float(), inputs["values"], inputs["returns"], mask, self.args.cliprange_value)
-        entropy = ppo_math.masked_mean(entropies, mask)
+            values.float(), inputs["values"], inputs["returns"], mask, self.args.cliprange_value, level=level)
+        entropy = ppo_math.aggregate(entropies, mask, level)
         loss = pg_loss + self.args.vf_coef * vf_loss - self.args.entropy_coef * entropy
         if mode == "train":
             loss = loss / self.current_gradient_accumulation_steps
 
         metrics = compat.metrics(self, mode)
+        if self.aux_loss_enabled:  # MoE router load balancing, scaled for accumulation as GRPO scales it
+            loss = loss + self.router_aux_loss_coef * aux_loss / (
+                self.current_gradient_accumulation_steps if mode == "train" else 1.0)
+            metrics["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss.detach()).mean().item())
         stats = torch.stack([pg_loss.detach(), vf_loss.detach(), pg_stats["clipfrac"], vf_stats["value_clipfrac"],
                              pg_stats["approx_kl"], entropy.detach(), pg_stats["ratio"]])
         stats = self.accelerator.reduce(stats, reduction="mean").tolist()
@@ -261,16 +276,11 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
 
     def training_step(self, model, inputs, num_items_in_batch):
         """TRL's step, with early stopping: the mini-batch whose approx-KL(π_old‖π) exceeds `target_kl` and the rest of
-        its rollout's mini-batch steps change nothing (their gradients are dropped or never computed; the optimizer
-        skips parameters without a gradient), as in Spinning Up's PPO."""
-        generate_every = self.args.steps_per_generation * self.num_iterations
-        stopped = self._ppo_stopped
-        if stopped and compat.micro_step(self) % generate_every != 0:
-            compat.advance_micro_step(self)
-            compat.metrics(self, "train")["ppo/skipped_updates"].append(1.0)
-            return torch.zeros((), device=self.accelerator.device)
+        its rollout's mini-batch steps change nothing (their gradients are dropped, or never computed: `_compute_loss`
+        skips the forward; the optimizer skips parameters without a gradient), as in Spinning Up's PPO. The next
+        rollout (TRL decides when) starts fresh."""
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self._ppo_stopped and not stopped:  # this mini-batch went past target_kl: drop its update as well
+        if self._ppo_stopped:
             for group in self.optimizer.param_groups:
                 for p in group["params"]:
                     p.grad = None
@@ -307,10 +317,10 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         it finishes the rollout's remaining mini-batch updates on the same completions, exactly as without the
         interruption, instead of generating a new rollout at once."""
         super()._save_checkpoint(model, trial)
-        step = compat.micro_step(self)
-        if step % (self.args.steps_per_generation * self.num_iterations) == 0:
-            return  # at a rollout boundary: the next step generates anyway
         buffer = compat.rollout_buffer(self)
+        if buffer is None:
+            return
+        step = compat.micro_step(self)  # at a rollout boundary TRL generates anew whatever the buffer holds
         cpu = [{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in part.items()} for part in buffer]
         torch.save({"step": step, "buffer": cpu, "stopped": self._ppo_stopped},
                    self._rollout_file(compat.checkpoint_dir(self, trial)))

@@ -5,13 +5,13 @@ completion with the pair indices of the grouped loss."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from datasets import Dataset, IterableDataset
 
 from .. import _trl_compat as compat
@@ -24,10 +24,13 @@ from ..data import (
     ranked_to_pairs,
     validate_ranked_example,
 )
+from ..data.ranked import is_empty_completion
+from ..metrics import group_ranking_metrics
 
 logger = logging.getLogger(__name__)
 
 RANKED_TRAINING_MODES = ("grouped", "pairwise")
+RANKED_LOSSES = ("bradley_terry", "plackett_luce")
 
 #: Batch keys of grouped and weighted batches that the model must not see.
 GROUP_KEYS = ("pair_index", "pair_group", "pair_weight", "group_weight", "completion_group", "ranks")
@@ -46,6 +49,14 @@ class RankedDataArguments:
             Which pairs a ranking yields: `"all"` C(K,2) (ties excluded), `"best_vs_rest"`, or `"adjacent"`.
         on_invalid_rows (`str`, defaults to `"raise"`):
             Malformed ranked rows: `"raise"` a `ValueError` naming the row and field, or `"skip"` and count them.
+        ranked_loss (`str`, defaults to `"bradley_terry"`):
+            Grouped training: `"bradley_terry"`, the mean of −log σ(s_better − s_worse) over a ranking's pairs, or
+            `"plackett_luce"`, the negative log-likelihood of the whole ranking (`plackett_luce_loss`). Equal at K=2.
+            The score s is the reward (RewardTrainer) or DPO's implicit reward β·log π/π_ref (DPOTrainer).
+        ranked_loss_top_k (`int`, *optional*): Plackett-Luce over the top k positions of each ranking only.
+        ndcg_k (`int`, *optional*, defaults to `3`): also log `rm/ndcg@k` on ranked data.
+        allow_empty_completions (`bool`, defaults to `True`):
+            Accept an empty completion that is ranked strictly above or below another one (counted in the stats).
     """
 
     ranked_training: str = field(
@@ -63,27 +74,49 @@ class RankedDataArguments:
         metadata={"help": "Malformed ranked rows: 'raise' or 'skip' (counted and logged).",
                   "choices": list(ON_INVALID_ROWS)},
     )
+    ranked_loss: str = field(
+        default="bradley_terry",
+        metadata={"help": "Grouped training loss on ranked data: 'bradley_terry' (all pairs of a ranking, "
+                  "InstructGPT) or 'plackett_luce' (the listwise likelihood of the whole ranking).",
+                  "choices": list(RANKED_LOSSES)},
+    )
+    ranked_loss_top_k: int | None = field(
+        default=None,
+        metadata={"help": "With ranked_loss='plackett_luce': only the top k positions of each ranking contribute "
+                  "(for long lists whose tail is unreliable). None: all."},
+    )
+    ndcg_k: int | None = field(
+        default=3, metadata={"help": "Also log rm/ndcg@k on ranked data (rm/ndcg is always logged). None: off."},
+    )
+    allow_empty_completions: bool = field(
+        default=True,
+        metadata={"help": "An empty completion is valid when it is ranked strictly above or below another completion "
+                  "(e.g. a model that answered nothing, ranked worst). False refuses empty completions."},
+    )
 
     def __post_init__(self):
         self._validate_ranked_fields()
         super().__post_init__()
 
     def _validate_ranked_fields(self) -> None:
-        for name, valid in (
+        name = type(self).__name__
+        for field_name, valid in (
             ("ranked_training", RANKED_TRAINING_MODES),
             ("pair_strategy", PAIR_STRATEGIES),
             ("on_invalid_rows", ON_INVALID_ROWS),
+            ("ranked_loss", RANKED_LOSSES),
         ):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{type(self).__name__}.{name}={getattr(self, name)!r} is not one of {list(valid)}.")
-
-
-def upgrade_config(args: Any, config_cls: type) -> Any:
-    """`args` as a `config_cls`: a plain TRL config gets our defaults for the extra options. Init fields are copied
-    one by one (`to_dict` masks every `*_token` field)."""
-    if isinstance(args, config_cls):
-        return args
-    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init})
+            if getattr(self, field_name) not in valid:
+                raise ValueError(f"{name}.{field_name}={getattr(self, field_name)!r} is not one of {list(valid)}.")
+        for field_name in ("ranked_loss_top_k", "ndcg_k"):
+            value = getattr(self, field_name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}.{field_name} must be a positive integer or None, got {value!r}.")
+        if self.ranked_loss == "plackett_luce" and self.ranked_training != "grouped":
+            raise ValueError(f"{name}: ranked_loss='plackett_luce' is listwise and needs ranked_training='grouped' "
+                             f"(got {self.ranked_training!r}).")
+        if self.ranked_loss_top_k is not None and self.ranked_loss != "plackett_luce":
+            raise ValueError(f"{name}.ranked_loss_top_k applies to ranked_loss='plackett_luce' only.")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -256,6 +289,8 @@ _SKIP_REASONS = {
     "skipped_identical_after_truncation": "groups whose completions are identical after truncation",
     "identical_pairs_after_truncation": "pairs left out as identical after truncation",
     "truncated_completions": "completions truncated",
+    "dropped_too_long_completions": "completions longer than max_length left out",
+    "skipped_too_long": "groups left without a pair by them",
     "invalid_weight": "pairs with an invalid weight",
 }
 
@@ -305,23 +340,28 @@ class RankedDataMixin:
     def _prepare_ranked(self, dataset, processing_class, args, dataset_name):
         skip_invalid = args.on_invalid_rows == "skip"
         pair_strategy = args.pair_strategy
+        allow_empty = args.allow_empty_completions
         first_error: list[str] = []
 
         def classify(example: dict, index: int) -> dict:
             try:
-                ranks = validate_ranked_example(example, index)
+                ranks = validate_ranked_example(example, index, allow_empty)
             except ValueError as err:
                 if not skip_invalid:
                     raise
                 logger.debug("%s: skipping %s", dataset_name, err)
                 first_error[:] = first_error or [str(err)]  # shown in the summary (single-process map)
-                return {"ranks": [], "_status": "invalid"}
-            return {"ranks": ranks, "_status": ranked_status(ranks, pair_strategy)}
+                return {"ranks": [], "_status": "invalid", "_empty": 0}
+            return {"ranks": ranks, "_status": ranked_status(ranks, pair_strategy),
+                    "_empty": sum(map(is_empty_completion, example["completions"]))}
 
         dataset = dataset.map(classify, with_indices=True,
                               **map_kwargs(dataset, args, f"Validating ranked {dataset_name} dataset"))
         counts: Counter = Counter(dataset["_status"]) if isinstance(dataset, Dataset) else Counter()
-        dataset = dataset.filter(lambda status: status == "ok", input_columns="_status").remove_columns("_status")
+        if isinstance(dataset, Dataset):
+            counts["empty_completions"] = sum(dataset["_empty"])
+        dataset = dataset.filter(lambda status: status == "ok", input_columns="_status")
+        dataset = dataset.remove_columns(["_status", "_empty"])
         if isinstance(dataset, Dataset) and len(dataset) == 0:
             self._report_ranked(dataset_name, counts, first_error[0] if first_error else None)  # raises
         dataset, extra = self._tokenize_ranked(dataset, processing_class, args, dataset_name)
@@ -357,9 +397,24 @@ class RankedDataMixin:
         if skipped:
             logger.warning("%s dataset: %d ranked groups kept; %s.", dataset_name, counts["ok"], details)
 
+    def _log_ranking_metrics(self, rewards, ranks, completion_group, metrics, k: int | None = None) -> None:
+        """`rm/kendall_tau`, `rm/spearman`, `rm/top1_accuracy`, `rm/ndcg` (and `rm/ndcg@k`) of one batch's groups,
+        means over groups; gathered as Python objects since groups differ in size across processes."""
+        num_groups = int(completion_group.max().item()) + 1
+        rewards_cpu, ranks_cpu = rewards.float().cpu().tolist(), ranks.cpu().tolist()
+        per_group, start = [], 0
+        for size in torch.bincount(completion_group, minlength=num_groups).tolist():
+            per_group.append(group_ranking_metrics(rewards_cpu[start : start + size], ranks_cpu[start : start + size],
+                                                   k))
+            start += size
+        for values in gather_object(per_group) if self.accelerator.num_processes > 1 else per_group:
+            for key, value in values.items():
+                if value == value:  # NaN when undefined for the group (e.g. all gold ranks tied)
+                    metrics[f"rm/{key}"].append(value)
+
     def _expand_ranked(self, dataset, args, dataset_name):
         pairs, stats = ranked_to_pairs(dataset, pair_strategy=args.pair_strategy, weighting="group",
-                                       on_invalid_rows=args.on_invalid_rows)
+                                       on_invalid_rows=args.on_invalid_rows, allow_empty=args.allow_empty_completions)
         if isinstance(dataset, Dataset):
             dropped = stats.skipped_small_groups + stats.skipped_all_tied + stats.skipped_invalid
             if stats.groups == 0:

@@ -24,6 +24,8 @@ class RewardConfig(RankedDataArguments, trl.RewardConfig):
             BERT-family encoder checkpoints and `"last_token"` otherwise.
         freeze_encoder (`bool`, defaults to `False`):
             With the `"cls"` head, train only the scalar head (the encoder gets no gradient).
+        pooling (`str`, *optional*):
+            With the `"cls"` head: `"cls"` ([CLS] token) or `"mean"` (masked mean of the last hidden states).
         ranked_training, pair_strategy, on_invalid_rows:
             Ranked data options, see [`RankedDataArguments`].
     """
@@ -36,8 +38,16 @@ class RewardConfig(RankedDataArguments, trl.RewardConfig):
     freeze_encoder: bool = field(
         default=False, metadata={"help": "With reward_head='cls', train only the scalar head."}
     )
+    pooling: str | None = field(
+        default=None,
+        metadata={"help": "With reward_head='cls': what the scalar head reads, 'cls' (the [CLS] token) or 'mean' "
+                  "(mean over tokens, what sentence-transformers encoders were trained for). None: 'cls' for a new "
+                  "head, a saved BERT-CLS reward model's own otherwise.", "choices": [None, "cls", "mean"]},
+    )
 
     def __post_init__(self):
         if self.reward_head not in REWARD_HEADS:
             raise ValueError(f"RewardConfig.reward_head={self.reward_head!r} is not one of {list(REWARD_HEADS)}.")
+        if self.pooling not in (None, "cls", "mean"):
+            raise ValueError(f"RewardConfig.pooling={self.pooling!r} is not one of [None, 'cls', 'mean'].")
         super().__post_init__()

@@ -9,10 +9,13 @@ Drop-in: `from trl_ext import RewardTrainer, RewardConfig` accepts everything TR
   `ranked_training="pairwise"` expands the rankings to weighted pairs instead (the TRL-style baseline).
 * **Pairwise data** honours a `weight` column (weighted mean of the per-pair losses) next to TRL's `margin`.
 * **Encoder reward models** (`reward_head="cls"`, chosen automatically for BERT-family checkpoints): a
-  [`BertClsRewardModel`], (prompt, response) encoded as a sentence pair with `token_type_ids`, over-long inputs
-  truncated from the left of the prompt instead of dropped, and no EOS token needed.
-* **Metrics**: `accuracy` counts ties as 0.5; ranked data adds `rm/kendall_tau`, `rm/spearman` (means over groups)
-  and `rm/top1_accuracy`; pairwise evaluation adds `rm/auc`.
+  [`BertClsRewardModel`], (prompt, response) encoded as a sentence pair with `token_type_ids`, and no EOS token needed.
+* **Over-long inputs**, the same in both modes: the [CLS] head cuts the prompt from the left (the response survives);
+  a last-token head leaves out what is longer than `max_length`, as TRL drops such pairs (grouped training leaves the
+  completion out of its group, which removes exactly those pairs).
+* **Metrics**: TRL's (`accuracy`, `margin`, `min/mean/max_reward`, `num_tokens`), pair-weighted where pairs carry
+  weights; ranked data adds `rm/kendall_tau`, `rm/spearman` and `rm/top1_accuracy` (means over groups); pairwise
+  evaluation adds `rm/auc`.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from typing import Any
 
 import torch
 import trl
-from accelerate.utils import gather_object
 from datasets import Dataset, IterableDataset
 from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .. import _trl_compat as compat
-from ..losses import bradley_terry_loss, grouped_bradley_terry_loss, weighted_mean
-from ..metrics import group_ranking_metrics, pair_accuracy, pairwise_auc
+from ..data import rank_pairs
+from ..losses import bradley_terry_loss, plackett_luce_loss, weighted_mean
+from ..metrics import pairwise_auc
 from ..modeling_bert_cls_reward import (
     BertClsRewardModel,
     encode_prompt_response,
@@ -39,7 +42,8 @@ from ..modeling_bert_cls_reward import (
     max_input_tokens,
     render_messages,
 )
-from .ranked_data import RankedCollatorMixin, RankedDataMixin, map_kwargs, upgrade_config
+from .config_utils import default_config, upgrade_config
+from .ranked_data import GROUP_KEYS, RankedCollatorMixin, RankedDataMixin, map_kwargs
 from .reward_config import RewardConfig
 
 logger = logging.getLogger(__name__)
@@ -80,19 +84,15 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
       TRL's `__init__` and swaps in [`RewardDataCollator`] (TRL's collator plus ranked batches, token types, weights).
     * `_prepare_dataset`: ranked data and the [CLS] head need their own tokenization; TRL's method still handles
       pairwise data for decoder reward models.
-    * `compute_loss`: grouped batches use [`grouped_bradley_terry_loss`]; pairwise batches call TRL's `compute_loss`
-      and then apply `weight` and the tie-aware accuracy.
+    * `compute_loss`: plain pairwise batches are TRL's `compute_loss` unchanged; grouped and weighted batches use
+      one Bradley-Terry path with pair weights (equal to TRL's loss on TRL's pairs).
     * `log`: adds `rm/auc` over the whole evaluation set.
     """
 
     _tag_names = ["trl", "reward-trainer", "trl_ext"]
 
     def __init__(self, model: str | PreTrainedModel, args: RewardConfig | None = None, *pos_args, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "model")
-            args = RewardConfig(f"{str(name).rstrip('/').split('/')[-1]}-Reward")
-        else:
-            args = upgrade_config(args, RewardConfig)
+        args = default_config(model, RewardConfig, "Reward") if args is None else upgrade_config(args, RewardConfig)
         config = _model_config(model, args.trust_remote_code)
         encoder = is_encoder_config(config)
         head = args.reward_head
@@ -121,6 +121,10 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
 
     @staticmethod
     def _build_cls_model(model: str | PreTrainedModel, config: Any, args: RewardConfig) -> PreTrainedModel:
+        if args.pooling is not None and isinstance(model, str) is False and isinstance(model, BertClsRewardModel) \
+                and model.config.pooling != args.pooling:
+            raise ValueError(f"pooling={args.pooling!r}, but the BertClsRewardModel given pools with "
+                             f"{model.config.pooling!r}; build it with BertClsRewardModel.from_encoder(..., pooling=...).")
         if not isinstance(model, str):
             if args.freeze_encoder:
                 if not isinstance(model, BertClsRewardModel):
@@ -135,10 +139,13 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
         args.model_init_kwargs = None  # consumed here; TRL would warn that they are ignored for an instance
         if config.model_type == BertClsRewardModel.config_class.model_type:
             loaded = BertClsRewardModel.from_pretrained(model, **init_kwargs)
+            if args.pooling is not None and loaded.config.pooling != args.pooling:
+                raise ValueError(f"pooling={args.pooling!r}, but {model} was trained with {loaded.config.pooling!r}.")
             if args.freeze_encoder:
                 loaded.freeze_encoder()
             return loaded
-        return BertClsRewardModel.from_encoder(model, freeze_encoder=args.freeze_encoder, **init_kwargs)
+        return BertClsRewardModel.from_encoder(model, freeze_encoder=args.freeze_encoder, pooling=args.pooling or "cls",
+                                               **init_kwargs)
 
     # ----------------------------------------------------------------------------------------------- data
     def _prepare_dataset(
@@ -152,14 +159,22 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
         columns = compat.dataset_column_names(dataset)
         if "completion_ids" in columns or ("chosen_ids" in columns and "rejected_ids" in columns):
             return dataset  # already tokenized
-        if self._check_preference_columns(columns, dataset_name):
+        from_ranking = self._check_preference_columns(columns, dataset_name)
+        if from_ranking:
             if args.ranked_training == "grouped":
                 return self._prepare_ranked(dataset, processing_class, args, dataset_name)
             dataset = self._expand_ranked(dataset, args, dataset_name)
         dataset = self._check_pair_weights(dataset, args, dataset_name)
         if self.reward_head == "cls":
             return self._prepare_cls_pairs(dataset, processing_class, args, dataset_name)
-        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if isinstance(prepared, Dataset) and len(prepared) < len(dataset):  # TRL dropped pairs over max_length
+            logger.warning("%s dataset: %d of %d pairs are longer than max_length=%s and were left out.",
+                           dataset_name, len(dataset) - len(prepared), len(dataset), args.max_length)
+            self.ranking_stats.setdefault(dataset_name, Counter())["dropped_too_long_pairs"] = len(dataset) - len(prepared)
+            if from_ranking:
+                prepared = _renormalise_group_weights(dataset, prepared)
+        return prepared
 
     def _max_length(self, processing_class: PreTrainedTokenizerBase, args: RewardConfig) -> int | None:
         if self.reward_head != "cls":
@@ -170,7 +185,9 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
         return min(limits) if limits else None
 
     def _encode_completion(self, prompt: Any, completion: Any, processing_class, max_length) -> tuple[dict, bool]:
-        """Token ids of (prompt, completion) for the active head; returns (features, was_truncated)."""
+        """Token ids of (prompt, completion) for the active head, and whether they exceed the budget: the [CLS] head
+        then cuts the prompt from the left (and only a response longer than everything is cut); a last-token head
+        gets the whole sequence, and the caller drops it, as TRL drops over-long pairs."""
         if self.reward_head == "cls":
             enc = encode_prompt_response(
                 processing_class,
@@ -190,24 +207,29 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
                     "reward_head='cls' or set `eos_token` in the config."
                 )
             ids = compat.tokenize(processing_class, text if text.endswith(eos) else text + eos)
-        truncated = max_length is not None and len(ids) > max_length
-        if truncated:  # keep the end: a last-token head reads the reward there
-            ids = ids[-max_length:]
-        return {"ids": ids}, truncated
+        return {"ids": ids}, max_length is not None and len(ids) > max_length
 
     def _tokenize_ranked(self, dataset, processing_class, args, dataset_name):
-        """[`RankedDataMixin`] hook: every completion of a group encoded with the active head (own tokenization)."""
+        """[`RankedDataMixin`] hook: every completion of a group encoded with the active head (own tokenization).
+
+        Over-long inputs follow the head's policy in both training modes: the [CLS] head truncates the prompt from
+        the left; with a last-token head a completion longer than `max_length` is left out of its group, which drops
+        exactly the pairs TRL drops when it filters the expanded pairs (a group left without a pair is skipped).
+        """
         max_length = self._max_length(processing_class, args)
         cls_head = self.reward_head == "cls"
+        pair_strategy = args.pair_strategy
 
         def tokenize(example):
-            features, truncated = [], 0
-            for completion in example["completions"]:
-                feats, was_truncated = self._encode_completion(example["prompt"], completion, processing_class,
-                                                               max_length)
-                features.append(feats)
-                truncated += int(was_truncated)
-            out = {"completion_ids": [f["ids"] for f in features], "_truncated": truncated}
+            features, ranks, cut = [], [], 0
+            for completion, rank in zip(example["completions"], example["ranks"], strict=True):
+                feats, too_long = self._encode_completion(example["prompt"], completion, processing_class, max_length)
+                cut += int(too_long)
+                if cls_head or not too_long:
+                    features.append(feats)
+                    ranks.append(rank)
+            out = {"completion_ids": [f["ids"] for f in features], "ranks": ranks, "_cut": cut,
+                   "_trainable": bool(rank_pairs(ranks, pair_strategy)[0])}
             if cls_head:
                 out["completion_token_type_ids"] = [f["type_ids"] for f in features]
             return out
@@ -217,14 +239,11 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
                               **map_kwargs(dataset, args, f"Tokenizing ranked {dataset_name} dataset"))
         counts: Counter = Counter()
         if isinstance(dataset, Dataset):
-            counts["truncated_completions"] = sum(dataset["_truncated"])
-            if counts["truncated_completions"]:
-                logger.warning(
-                    "%s: %d completions were longer than max_length=%s and were truncated (%s).",
-                    dataset_name, counts["truncated_completions"], max_length,
-                    "prompt cut from the left" if cls_head else "kept the last tokens",
-                )
-        return dataset.remove_columns(["_truncated"]), counts
+            cut = sum(dataset["_cut"])
+            counts["truncated_completions" if cls_head else "dropped_too_long_completions"] = cut
+            counts["skipped_too_long"] = len(dataset) - sum(dataset["_trainable"])
+        dataset = dataset.filter(lambda trainable: trainable, input_columns="_trainable")
+        return dataset.remove_columns(["_cut", "_trainable"]), counts
 
     def _prepare_cls_pairs(self, dataset, processing_class, args, dataset_name):
         columns = compat.dataset_column_names(dataset)
@@ -266,42 +285,50 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
 
     # ----------------------------------------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Grouped batches: one forward per completion and the grouped loss. Pairwise: TRL's loss, then `weight`."""
+        """Plain pairwise batches: TRL's `compute_loss`, untouched (its loss and metrics). Grouped and weighted
+        batches: [`_compute_pair_loss`] (one forward per row, each metric computed once)."""
         mode = "train" if self.model.training else "eval"
-        if "completion_group" in inputs:
-            loss, outputs = self._compute_grouped_loss(model, inputs, mode)
-            return (loss, outputs) if return_outputs else loss
-        weight = inputs.pop("pair_weight", None)
-        inputs.pop("pair_index", None)  # rows (i, n + i), TRL's own pairing
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        chosen, rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
-        if weight is not None:
-            loss = bradley_terry_loss(chosen, rejected, inputs.get("margin"), weight)
-            if self.args.center_rewards_coefficient is not None:
-                loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen + rejected) ** 2)
-        with torch.no_grad():
-            # TRL counts a tie as wrong; a tie is a coin flip, so it counts 0.5 here.
-            accuracy = self.accelerator.gather_for_metrics(pair_accuracy(chosen, rejected, weight)).mean().item()
-            if accuracy == accuracy:  # NaN when every pair of the batch has weight 0: keep TRL's value
-                compat.metrics(self, mode)["accuracy"][-1] = accuracy
+        if "pair_index" in inputs:
+            loss, outputs = self._compute_pair_loss(model, inputs, mode)
+        else:
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
             if mode == "eval":
-                self._eval_pair_scores[0].extend(self.accelerator.gather_for_metrics(chosen.detach()).float().tolist())
-                self._eval_pair_scores[1].extend(self.accelerator.gather_for_metrics(rejected.detach()).float().tolist())
+                chosen, rejected = torch.chunk(outputs.logits.squeeze(-1).detach(), chunks=2)
+                self._record_eval_pairs(chosen, rejected)
         return (loss, outputs) if return_outputs else loss
 
-    def _compute_grouped_loss(self, model, inputs, mode):
-        pair_index, pair_group = inputs.pop("pair_index"), inputs.pop("pair_group")
-        ranks, completion_group = inputs.pop("ranks"), inputs.pop("completion_group")
-        # Pair weights w_g/#pairs(group): accuracy and margin weigh every prompt as the loss does.
-        weight, group_weight = inputs.pop("pair_weight"), inputs.pop("group_weight")
+    def _record_eval_pairs(self, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
+        self._eval_pair_scores[0].extend(self.accelerator.gather_for_metrics(chosen).float().tolist())
+        self._eval_pair_scores[1].extend(self.accelerator.gather_for_metrics(rejected).float().tolist())
+
+    def _compute_pair_loss(self, model, inputs, mode):
+        """Bradley-Terry on the batch's pairs, each weighted: −log σ(r_better − r_worse − margin), weighted mean.
+
+        Ranked groups: pair weights w_g / #pairs(g), so the loss is the (weighted) mean over groups of each group's
+        mean (InstructGPT), or with `ranked_loss="plackett_luce"` the listwise [`plackett_luce_loss`]; weighted pairs:
+        the `weight` column. `margin` and `center_rewards_coefficient` mean what
+        they mean in TRL (the latter on (r_better + r_worse)², pair-weighted). TRL's metric names, each computed once:
+        `accuracy` (r_better > r_worse, as TRL counts it) and `margin` (mean r_better − r_worse) pair-weighted,
+        `min/mean/max_reward` over the rows, `num_tokens`; ranked groups add `rm/kendall_tau`, `rm/spearman`,
+        `rm/top1_accuracy`, `rm/ndcg`, `rm/ndcg@k` (means over groups).
+        """
+        extra = {key: inputs.pop(key) for key in GROUP_KEYS if key in inputs}
+        pair_index, weight = extra["pair_index"], extra["pair_weight"]
+        margin = inputs.pop("margin", None)
         inputs["use_cache"] = False
         outputs = model(**inputs)
         rewards = outputs.logits.squeeze(-1)
-        num_groups = int(completion_group.max().item()) + 1
-        loss = grouped_bradley_terry_loss(rewards, pair_index, pair_group, num_groups,
-                                          group_weight.to(rewards.dtype))
+        better, worse = rewards[pair_index[:, 0]], rewards[pair_index[:, 1]]
+        weight = weight.to(rewards.dtype)
+        if "completion_group" in extra and self.args.ranked_loss == "plackett_luce":
+            loss = plackett_luce_loss(rewards, extra["ranks"].to(rewards.dtype), extra["completion_group"],
+                                      group_weight=extra["group_weight"].to(rewards.dtype),
+                                      top_k=self.args.ranked_loss_top_k)
+        else:
+            loss = bradley_terry_loss(better, worse, margin, weight)
         if self.args.center_rewards_coefficient is not None:
-            loss = loss + self.args.center_rewards_coefficient * torch.mean(rewards**2)
+            loss = loss + self.args.center_rewards_coefficient * weighted_mean((better + worse) ** 2, weight)
 
         metrics = compat.metrics(self, mode)
         if mode == "train":
@@ -310,28 +337,21 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
         else:
             metrics["num_tokens"] = [compat.train_tokens(self)]
         with torch.no_grad():
-            better, worse = rewards[pair_index[:, 0]], rewards[pair_index[:, 1]]
-            weight = weight.to(rewards.dtype)
+            better, worse = better.detach(), worse.detach()
             all_rewards = self.accelerator.gather(rewards.detach())
             metrics["min_reward"].append(all_rewards.min().item())
             metrics["mean_reward"].append(all_rewards.mean().item())
             metrics["max_reward"].append(all_rewards.max().item())
-            if weight.sum() > 0:  # a batch of zero-weight groups has no accuracy or margin to report
-                metrics["accuracy"].append(
-                    self.accelerator.gather_for_metrics(pair_accuracy(better, worse, weight)).mean().item()
-                )
-                margin = weighted_mean(better - worse, weight)
-                metrics["margin"].append(self.accelerator.gather_for_metrics(margin).mean().item())
-            # Per-group ranking metrics, gathered as Python objects since groups differ in size across ranks.
-            rewards_cpu, ranks_cpu = rewards.detach().float().cpu().tolist(), ranks.cpu().tolist()
-            per_group, start = [], 0
-            for size in torch.bincount(completion_group, minlength=num_groups).tolist():
-                per_group.append(group_ranking_metrics(rewards_cpu[start : start + size], ranks_cpu[start : start + size]))
-                start += size
-            for values in gather_object(per_group) if self.accelerator.num_processes > 1 else per_group:
-                for key, value in values.items():
-                    if value == value:  # NaN when undefined for the group (e.g. all gold ranks tied)
-                        metrics[f"rm/{key}"].append(value)
+            if weight.sum() > 0:  # a batch of zero-weight pairs has no accuracy or margin to report
+                accuracy = weighted_mean((better > worse).to(weight.dtype), weight)
+                metrics["accuracy"].append(self.accelerator.gather_for_metrics(accuracy).mean().item())
+                margin_metric = weighted_mean(better - worse, weight)
+                metrics["margin"].append(self.accelerator.gather_for_metrics(margin_metric).mean().item())
+            if "completion_group" in extra:
+                self._log_ranking_metrics(rewards.detach(), extra["ranks"], extra["completion_group"], metrics,
+                                          self.args.ndcg_k)
+            elif mode == "eval":
+                self._record_eval_pairs(better, worse)
         return loss, SequenceClassifierOutput(logits=outputs.logits)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -342,3 +362,12 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
             compat.metrics(self, "eval")["rm/auc"] = [pairwise_auc(chosen, rejected)]
             self._eval_pair_scores = ([], [])
         super().log(logs, start_time)
+
+
+def _renormalise_group_weights(expanded: Dataset, kept: Dataset) -> Dataset:
+    """After pairs were left out, a ranked group's pairs again share its weight (w_g / pairs left), as in grouped
+    training, where the left-out completions are not in the group."""
+    before, after = Counter(expanded["group_id"]), Counter(kept["group_id"])
+    return kept.map(lambda weight, group: {"weight": weight * before[group] / after[group]},
+                    input_columns=["weight", "group_id"])
+
