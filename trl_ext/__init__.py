@@ -32,7 +32,7 @@ _IMPORT_STRUCTURE: dict[str, list[str]] = {
                                          "encode_prompt_response", "is_encoder_config", "render_messages"],
     "trl_ext.modeling_value_head": ["ValueHead"],
     "trl_ext.peft_utils": ["add_frozen_reference_adapter", "bnb_4bit_config", "is_4bit", "load_policy",
-                           "lora_config"],
+                           "lora_config", "reference_policy"],
     "trl_ext.rewards": ["RunningMoments", "TextRewardModel"],
     "trl_ext.trainer.ranked_data": ["RankedDataArguments"],
     "trl_ext.trainer.kl_control": ["KLControlArguments", "KLControlCallback"],
@@ -84,7 +84,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .modeling_bert_cls_reward import (BertClsRewardConfig, BertClsRewardModel, PairEncoding,
                                            encode_prompt_response, is_encoder_config, render_messages)
     from .modeling_value_head import ValueHead
-    from .peft_utils import add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config
+    from .peft_utils import (add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config,
+                             reference_policy)
     from .rewards import RunningMoments, TextRewardModel
     from .trainer.dpo_config import DPOConfig
     from .trainer.dpo_trainer import DPODataCollator, DPOTrainer

@@ -352,6 +352,23 @@ def add_frozen_reference_adapter(
     return peft_model
 
 
+@contextlib.contextmanager
+def reference_policy(model: torch.nn.Module):
+    """Inside: `model` computes what a TRL trainer uses as its reference for a PEFT policy.
+
+    That is the frozen `"ref"` adapter when there is one (TRL's trainers add it for a policy that starts from a saved
+    adapter, e.g. an SFT adapter), else the base with every adapter disabled. The active adapter is restored after.
+    A model without adapters is its own reference only if the trainer keeps a separate copy: that case raises.
+    """
+    if not isinstance(model, PeftModel):
+        raise TypeError(f"reference_policy needs a peft.PeftModel, got {type(model).__name__}: a full fine-tune's "
+                        "reference is the trainer's separate ref_model.")
+    from . import _trl_compat as compat
+
+    with compat.use_adapter(model, "ref" if "ref" in model.peft_config else None):
+        yield model
+
+
 def is_4bit(model: torch.nn.Module) -> bool:
     """Whether the model (or the base model under a `PeftModel`) holds bitsandbytes 4-bit weights."""
     base = model.get_base_model() if isinstance(model, PeftModel) else model

@@ -244,3 +244,16 @@ def test_qlora_grpo_trains_only_the_adapter(tiny_llama_causal_dir, tmp_path):
     assert packed and all(torch.equal(p, dict(policy.named_parameters())[n]) for n, p in packed.items())
     assert any(not torch.equal(p, dict(policy.named_parameters())[n]) for n, p in lora_b.items())
     assert len(_ctl_rows(trainer)) == 2 and trainer.beta != 0.1
+
+
+@pytest.mark.parametrize("kind", ["grpo", "rloo", "ppo"])
+def test_fewer_prompts_than_one_rollout_is_refused(kind, tiny_llama_causal_dir, tmp_path):
+    # TRL's sampler drops an incomplete rollout: 3 prompts for a 4-prompt rollout would train 0 steps silently
+    cls = {"grpo": trl_ext.GRPOTrainer, "rloo": trl_ext.RLOOTrainer, "ppo": trl_ext.PPOTrainer}[kind]
+    common = dict(output_dir=str(tmp_path), bf16=False, report_to=[], per_device_train_batch_size=4,
+                  num_generations=2 if kind != "ppo" else 1, steps_per_generation=2 if kind != "ppo" else 1)
+    args = trl_ext.PPOConfig(**common) if kind == "ppo" else _args(kind, tmp_path, **common)
+    needed = 4  # prompts per rollout: 8 completions / 2 generations, or 4 / 1
+    data = Dataset.from_list([{"prompt": "say abc"}] * (needed - 1))
+    with pytest.raises(ValueError, match=rf"The train dataset has {needed - 1} prompts but one rollout takes {needed}"):
+        cls(tiny_llama_causal_dir, reward_funcs=reward_a, args=args, train_dataset=data)

@@ -89,3 +89,15 @@ def test_grouped_equals_weighted_pairwise_with_overlong_completions(tiny_llama_s
         assert metrics_g[name] == pytest.approx(metrics_p[name], rel=1e-9)
     for name, grad in grads_p.items():
         torch.testing.assert_close(grads_g[name], grad, rtol=1e-6, atol=1e-7)
+
+
+def test_legacy_tokenized_columns_take_trls_path(tiny_llama_seqcls_dir, tmp_path):
+    """TRL accepts `chosen_input_ids`/`rejected_input_ids` with a FutureWarning and renames them; so do we."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_seqcls_dir)
+    data = Dataset.from_dict({"chosen_input_ids": [tok("2+2= 4").input_ids] * 2,
+                              "rejected_input_ids": [tok("2+2= 5").input_ids] * 2})
+    with pytest.warns(FutureWarning, match="chosen_ids"):
+        trainer = RewardTrainer(_model(tiny_llama_seqcls_dir), args=_args(RewardConfig, tmp_path), train_dataset=data)
+    assert {"chosen_ids", "rejected_ids"} <= set(trainer.train_dataset.column_names)

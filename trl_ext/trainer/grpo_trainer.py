@@ -28,6 +28,7 @@ class GRPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer
         self._check_prompt_columns(more, kwargs)
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self._check_reward_funcs()
+        self._check_rollout_fits()
         self._setup_kl_control()
 
     def _kl_sequences_per_update(self) -> int:

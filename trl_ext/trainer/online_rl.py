@@ -49,7 +49,8 @@ def _checked_reward_func(func: Any, name: str) -> Any:
 
 class OnlineRLChecksMixin:
     """Extends TRL's online trainers: `_check_prompt_columns` before TRL's `__init__`, reward functions wrapped
-    with output checks after it (`_check_reward_funcs`), and `_calculate_rewards` (TRL's, then refusing an
+    with output checks after it (`_check_reward_funcs`), a training set too small for one rollout refused
+    (`_check_rollout_fits`), and `_calculate_rewards` (TRL's, then refusing an
     infinite reward from a reward model)."""
 
     @staticmethod
@@ -65,6 +66,19 @@ class OnlineRLChecksMixin:
                 if "prompt" not in columns:
                     raise ValueError(f"The {name} dataset has no 'prompt' column (columns: {columns}); online "
                                      "training generates completions from prompt-only rows.")
+
+    def _check_rollout_fits(self) -> None:
+        """A sized training set must hold one rollout's prompts: TRL's sampler drops an incomplete rollout, so a
+        smaller set would train zero steps without an error."""
+        dataset, args = self.train_dataset, self.args
+        if dataset is None or not hasattr(dataset, "__len__"):
+            return
+        needed = args.generation_batch_size // args.num_generations
+        if len(dataset) < needed:
+            raise ValueError(
+                f"The train dataset has {len(dataset)} prompts but one rollout takes {needed} (generation_batch_size "
+                f"{args.generation_batch_size} / num_generations {args.num_generations}): nothing would be trained. "
+                "Use more prompts, or lower per_device_train_batch_size or steps_per_generation.")
 
     def _check_reward_funcs(self) -> None:
         self.reward_funcs = [f if isinstance(f, nn.Module) else _checked_reward_func(f, name)

@@ -61,6 +61,7 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         self._check_prompt_columns(more, kwargs)
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self._check_reward_funcs()
+        self._check_rollout_fits()
         self._setup_kl_control()
         self._setup_critic()
         self._rollout_rewards_per_func = None

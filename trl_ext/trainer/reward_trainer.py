@@ -159,6 +159,9 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
         columns = compat.dataset_column_names(dataset)
         if "completion_ids" in columns or ("chosen_ids" in columns and "rejected_ids" in columns):
             return dataset  # already tokenized
+        if "chosen_input_ids" in columns and "rejected_input_ids" in columns:
+            # TRL's legacy tokenized columns: TRL warns and renames them
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         from_ranking = self._check_preference_columns(columns, dataset_name)
         if from_ranking:
             if args.ranked_training == "grouped":

@@ -26,6 +26,7 @@ class RLOOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.RLOOTrainer
         self._check_prompt_columns(more, kwargs)
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self._check_reward_funcs()
+        self._check_rollout_fits()
         self._setup_kl_control()
 
     def _generate_and_score_completions(self, inputs):
