@@ -26,7 +26,7 @@ def cpu_defaults(monkeypatch):
 
 
 PAIRS = Dataset.from_list([{"prompt": "2+2=", "chosen": " 4", "rejected": " 5"}] * 2)
-PROMPTS = Dataset.from_list([{"prompt": "say abc"}] * 4)
+PROMPTS = Dataset.from_list([{"prompt": "say abc"}] * 8)  # one rollout of PPO's defaults (8 x 1)
 
 
 @pytest.mark.parametrize("name,suffix,model_fixture,data", [

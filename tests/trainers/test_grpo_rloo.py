@@ -257,3 +257,13 @@ def test_fewer_prompts_than_one_rollout_is_refused(kind, tiny_llama_causal_dir, 
     data = Dataset.from_list([{"prompt": "say abc"}] * (needed - 1))
     with pytest.raises(ValueError, match=rf"The train dataset has {needed - 1} prompts but one rollout takes {needed}"):
         cls(tiny_llama_causal_dir, reward_funcs=reward_a, args=args, train_dataset=data)
+
+
+def test_environment_or_rollout_func_owned_data_needs_no_prompt_column():
+    # TRL's environment_factory / rollout_func build the rollouts from other columns (e.g. `environment`)
+    data = Dataset.from_list([{"environment": "game"}] * 2)
+    check = trl_ext.GRPOTrainer._check_prompt_columns
+    check((), {"train_dataset": data, "environment_factory": {"game": object}})
+    check((), {"train_dataset": data, "rollout_func": lambda *a, **k: None})
+    with pytest.raises(ValueError, match="no 'prompt' column"):
+        check((), {"train_dataset": data})

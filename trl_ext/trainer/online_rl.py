@@ -55,7 +55,10 @@ class OnlineRLChecksMixin:
 
     @staticmethod
     def _check_prompt_columns(args: tuple, kwargs: dict) -> None:
-        """`train_dataset` / `eval_dataset` (positional after `args`, or keywords) must have a `prompt` column."""
+        """`train_dataset` / `eval_dataset` (positional after `args`, or keywords) must have a `prompt` column,
+        unless an `environment_factory` or `rollout_func` (TRL's) builds the rollouts from other columns."""
+        if kwargs.get("environment_factory") is not None or kwargs.get("rollout_func") is not None:
+            return
         datasets = {"train": kwargs.get("train_dataset", args[0] if args else None),
                     "eval": kwargs.get("eval_dataset", args[1] if len(args) > 1 else None)}
         for split, dataset in datasets.items():
