@@ -94,18 +94,22 @@ def run_rm(args) -> dict:
                 warmup_steps=10, max_length=args.max_length, bf16=False, report_to=[], save_strategy="no",
                 logging_steps=1000, activation_checkpointing=False, seed=seed, disable_tqdm=True)
             trainer = RewardTrainer(model, args=config, train_dataset=train, eval_dataset=eval_sets)
-            start = time.perf_counter()
-            trainer.train()
-            seconds = time.perf_counter() - start
-            run = {"loss": loss, "seed": seed, "train_seconds": round(seconds, 1),
-                   **_held_out_metrics(trainer, "accuracy")}
-            runs.append(run)
-            print(run, flush=True)
+            runs.append(_timed_run(trainer, loss, seed, "accuracy"))
     return {"data": "OASST1 en validation ranked groups, split by message_tree_id",
             "model": f"all-MiniLM-L6-v2 + BertClsReward head (pooling={args.pooling}), full fine-tune",
             "train_groups": len(train), "heldout_groups": len(held), "heldout_pairs": len(eval_sets["pairs"]),
             "held_out_fraction_of_trees": args.held_out, "epochs": args.epochs, "batch_groups": args.batch,
             "learning_rate": args.lr, "max_length": args.max_length, "runs": runs}
+
+
+def _timed_run(trainer, loss: str, seed: int, accuracy_key: str) -> dict:
+    """Train, then the held-out figures of one (loss, seed) run with its training wall-clock."""
+    start = time.perf_counter()
+    trainer.train()
+    run = {"loss": loss, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1),
+           **_held_out_metrics(trainer, accuracy_key)}
+    print(run, flush=True)
+    return run
 
 
 def run_dpo(args) -> dict:
@@ -137,13 +141,7 @@ def run_dpo(args) -> dict:
                                  processing_class=tokenizer,
                                  peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
                                                         task_type="CAUSAL_LM"))
-            start = time.perf_counter()
-            trainer.train()
-            seconds = time.perf_counter() - start
-            run = {"loss": loss, "seed": seed, "train_seconds": round(seconds, 1),
-                   **_held_out_metrics(trainer, "rewards/accuracies")}
-            runs.append(run)
-            print(run, flush=True)
+            runs.append(_timed_run(trainer, loss, seed, "rewards/accuracies"))
     return {"data": "recipes/data/arithmetic_ranked.jsonl (K=4 ranked completions; train / test split)",
             "model": "SmolLM2-135M-Instruct (fp32) + LoRA r=16 all-linear, reference = adapter disabled",
             "train_groups": len(train), "heldout_groups": len(held), "heldout_pairs": len(eval_sets["pairs"]),

@@ -597,8 +597,10 @@ def _write(ctx: Context) -> None:
     ctx.out.mkdir(parents=True, exist_ok=True)
     path = ctx.out / "pipeline.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
-    merged = {**previous, **{k: v for k, v in ctx.results.items() if k != "seconds"}}
-    merged["seconds"] = {**previous.get("seconds", {}), **ctx.results.get("seconds", {})}
+    merged = {**previous, **ctx.results}
+    for key in ("seconds", "rl", "r1"):  # a rerun of one stage or one RL run keeps the others' figures
+        if key in previous or key in ctx.results:
+            merged[key] = {**previous.get(key, {}), **ctx.results.get(key, {})}
     path.write_text(json.dumps(merged, indent=2, default=str) + "\n")
 
 
@@ -608,7 +610,7 @@ def _plot(ctx: Context) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = ctx.results.get("rl", {})
+    runs = json.loads((ctx.out / "pipeline.json").read_text()).get("rl", {})  # this run's and earlier ones
     if not runs:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))

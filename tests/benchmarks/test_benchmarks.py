@@ -220,3 +220,26 @@ def test_kl_control_table_shows_no_horizon_for_a_fixed_beta_run(tmp_path):
     (tmp_path / "grpo_kl_fixed.json").write_text(json.dumps(run))
     plot(tmp_path, "grpo")
     assert "| fixed | sample | 5e-05 | 1.0 | - | 0.4 -> 0.4 |" in (tmp_path / "grpo_kl_control.md").read_text()
+
+
+def test_rlhf_pipeline_report_of_a_finished_run(tmp_path):
+    """`benchmarks/rlhf_pipeline.py --from_dir` turns the recipe's pipeline.json into the results JSON and table."""
+    run = tmp_path / "run"
+    run.mkdir()
+    points = [{"step": 0, "learned_reward": 3.5, "kl": 0.0, "true_score": 0.75, "beta": 0.02},
+              {"step": 6, "learned_reward": 3.7, "kl": 1.25, "true_score": 0.5, "beta": 0.02}]
+    figures = {"pipeline": "rlhf", "seconds": {"sft": 150.0, "rm": 30.0, "rl_fixed": 200.0},
+               "sft": {"examples": 300, "base": {"true_score": 0.03}, "after": {"true_score": 0.78}},
+               "rm": {"model": "m", "heldout_groups": 80, "accuracy": {"before": 0.6, "after": 0.8},
+                      "rm/ndcg": {"before": 0.7, "after": None}},
+               "rl": {"fixed": {"algo": "ppo", "kl_control": "fixed", "beta_start": 0.02, "beta_end": 0.02,
+                                "kl_target": 0.5, "steps": 6, "reward_funcs": ["reward_model"], "points": points}}}
+    (run / "pipeline.json").write_text(json.dumps(figures))
+    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "rlhf_pipeline.py"), "--from_dir", str(run),
+                    "--out", str(tmp_path / "out")], check=True, capture_output=True, cwd=REPO_ROOT)
+    result = json.loads((tmp_path / "out" / "rlhf_pipeline.json").read_text())
+    assert result["command"] == "accelerate launch recipes/rlhf_pipeline.py" and result["versions"]["trl"]
+    assert result["rl"]["fixed"]["points"] == points
+    table = (tmp_path / "out" / "rlhf_pipeline.md").read_text()
+    assert "| total | 380 |" in table and "| accuracy | 0.600 | 0.800 |" in table and "rm/ndcg" not in table
+    assert "| 6 | 3.700 | 1.250 | 0.500 | 0.02 |" in table and "held-out true score 0.030 -> 0.780" in table

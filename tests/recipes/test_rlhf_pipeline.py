@@ -72,6 +72,7 @@ def test_stages_rerun_the_rl_stage_from_the_saved_sft_adapter_and_rm(pipeline_ru
     assert (out / "sft" / "adapter_model.safetensors").stat().st_mtime == sft_mtime
     results = json.loads((out / "pipeline.json").read_text())
     assert results["rl"]["adaptive"]["steps"] == 1 and "sft" in results["seconds"]  # earlier figures kept
+    assert results["rl"]["fixed"]["steps"] == 2  # and the RL run not rerun stays in the report and the plot
 
 
 def test_a_missing_stage_artefact_or_a_bad_option_is_one_line(tmp_path, tiny_llama_causal_dir, tiny_bert_dir):

@@ -182,6 +182,19 @@ def _check_rank(rank: Any, position: int) -> int:
     return value
 
 
+def _checked_values(example: dict, index: int, field_name: str, n_completions: int, check) -> list:
+    """The row's `ranks` or `scores`, one per completion, each passed through `check`; a one-line row error else."""
+    raw = example[field_name]
+    if not isinstance(raw, (list, tuple)):
+        raise _row_error(index, field_name, f"expected a list of {field_name}, got {raw!r}")
+    if len(raw) != n_completions:
+        raise _row_error(index, field_name, f"has {len(raw)} {field_name} but there are {n_completions} completions")
+    try:
+        return [check(value, position) for position, value in enumerate(raw)]
+    except ValueError as err:
+        raise _row_error(index, field_name, str(err)) from None
+
+
 def _is_blank_content(content: Any) -> bool:
     if content is None:
         return True
@@ -258,30 +271,10 @@ def validate_ranked_example(example: dict, index: int, allow_empty: bool = True)
 
     scores: list[float] | None = None
     if has_scores:
-        raw_scores = example["scores"]
-        if not isinstance(raw_scores, (list, tuple)):
-            raise _row_error(index, "scores", f"expected a list of scores, got {raw_scores!r}")
-        if len(raw_scores) != len(completions):
-            raise _row_error(
-                index, "scores", f"has {len(raw_scores)} scores but there are {len(completions)} completions"
-            )
-        try:
-            scores = [_check_score(score, position) for position, score in enumerate(raw_scores)]
-        except ValueError as err:
-            raise _row_error(index, "scores", str(err)) from None
+        scores = _checked_values(example, index, "scores", len(completions), _check_score)
 
     if has_ranks:
-        raw_ranks = example["ranks"]
-        if not isinstance(raw_ranks, (list, tuple)):
-            raise _row_error(index, "ranks", f"expected a list of ranks, got {raw_ranks!r}")
-        if len(raw_ranks) != len(completions):
-            raise _row_error(
-                index, "ranks", f"has {len(raw_ranks)} ranks but there are {len(completions)} completions"
-            )
-        try:
-            ranks = [_check_rank(rank, position) for position, rank in enumerate(raw_ranks)]
-        except ValueError as err:
-            raise _row_error(index, "ranks", str(err)) from None
+        ranks = _checked_values(example, index, "ranks", len(completions), _check_rank)
         order_field = "ranks"
     else:
         assert scores is not None
