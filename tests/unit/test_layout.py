@@ -130,3 +130,19 @@ def test_only_the_compat_module_reaches_trl_internals():
 def test_the_checker_catches_private_uses(line):
     assert private_uses(line, own_private={"_own"}), line
     assert not private_uses("def f(x):\n    return x._own", own_private={"_own"})
+
+
+def test_the_package_holds_no_project_plumbing():
+    """No module of the installed package imports the repository's recipes, tests or benchmarks, or points at the
+    project's data folder: none of them exists in a wheel."""
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            problems += [f"{path.name}: import {name}" for name in names
+                         if name.split(".")[0] in {"recipes", "tests", "benchmarks", "model_assets", "recipe_utils"}]
+        if "shared/data" in text or "../shared" in text:
+            problems.append(f"{path.name}: mentions the shared data folder")
+    assert problems == []
