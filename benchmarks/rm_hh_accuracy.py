@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--logging_steps", type=int, default=50, help="Training-curve points in the JSON.")
     parser.add_argument("--out", default=str(RESULTS_CPU))
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -82,8 +83,8 @@ def main() -> None:
             config = RewardConfig(
                 output_dir=tempfile.mkdtemp(), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch,
                 per_device_eval_batch_size=32, learning_rate=args.lr, warmup_steps=20, max_length=max_length,
-                bf16=False, report_to=[], save_strategy="no", logging_steps=50, activation_checkpointing=False,
-                seed=42, disable_tqdm=True, data_seed=42)
+                bf16=False, report_to=[], save_strategy="no", logging_steps=args.logging_steps,
+                activation_checkpointing=False, seed=42, disable_tqdm=True, data_seed=42)
             model = BertClsRewardModel.from_encoder(encoder, pooling=pooling)
             trainer = RewardTrainer(model, args=config, train_dataset=train, eval_dataset=held)
             start = time.perf_counter()
@@ -94,7 +95,12 @@ def main() -> None:
             run = {"pooling": pooling, "max_length": max_length, "train_seconds": round(train_seconds, 1),
                    "eval_seconds": round(time.perf_counter() - start, 1),
                    "accuracy": round(after["eval_accuracy"], 4), "auc": round(after["eval_rm/auc"], 4),
-                   "truncated_responses": trainer.ranking_stats["train"]["truncated_responses"]}
+                   "eval_loss": round(after["eval_loss"], 4),
+                   "truncated_responses": trainer.ranking_stats["train"]["truncated_responses"],
+                   # the training curve shows whether a run under-fits (loss near ln 2) or memorises (loss near 0)
+                   "train_log": [{"step": h["step"], "loss": round(float(h["loss"]), 4),
+                                  "accuracy": round(float(h["accuracy"]), 4)}
+                                 for h in trainer.state.log_history if "loss" in h and "accuracy" in h]}
             result["runs"].append(run)
             print(run, flush=True)
 

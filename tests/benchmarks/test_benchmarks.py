@@ -243,3 +243,19 @@ def test_rlhf_pipeline_report_of_a_finished_run(tmp_path):
     table = (tmp_path / "out" / "rlhf_pipeline.md").read_text()
     assert "| total | 380 |" in table and "| accuracy | 0.600 | 0.800 |" in table and "rm/ndcg" not in table
     assert "| 6 | 3.700 | 1.250 | 0.500 | 0.02 |" in table and "held-out true score 0.030 -> 0.780" in table
+
+
+def test_rm_hh_accuracy_records_each_runs_curve(tmp_path, minilm_dir, shared_data):
+    """`benchmarks/rm_hh_accuracy.py`: one short real run writes accuracy, eval loss and its training curve."""
+    out = tmp_path / "hh"
+    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "rm_hh_accuracy.py"), "--poolings", "mean",
+                    "--max_lengths", "32", "--max_train_pairs", "32", "--batch", "8", "--logging_steps", "2",
+                    "--out", str(out)], check=True, capture_output=True, cwd=REPO_ROOT, timeout=600)
+    result = json.loads((out / "rm_hh_accuracy.json").read_text())
+    assert result["train_pairs"] == 32 and result["heldout_pairs"] > 400 and result["versions"]["trl"]
+    (run,) = result["runs"]
+    assert run["pooling"] == "mean" and run["max_length"] == 32 and 0 <= run["accuracy"] <= 1
+    assert math.isfinite(run["eval_loss"])
+    assert [point["step"] for point in run["train_log"]] == [2, 4]  # 32 pairs / batch 8 = 4 steps, a point every 2
+    assert all(math.isfinite(point["loss"]) and 0 <= point["accuracy"] <= 1 for point in run["train_log"])
+    assert "| mean | 32 |" in (out / "rm_hh_accuracy.md").read_text() and (out / "rm_hh_accuracy.png").exists()
