@@ -260,6 +260,7 @@ def load_policy_and_tokenizer(model_args: Any, training_args: Any, adapter_path:
         from model_assets import smollm2_path
 
         model_args.model_name_or_path = smollm2_path()
+    report_dtype(model_args.dtype)
     model, peft_config = load_policy(
         model_args, adapter_path=adapter_path,
         activation_checkpointing=bool(training_args.activation_checkpointing),
@@ -270,6 +271,20 @@ def load_policy_and_tokenizer(model_args: Any, training_args: Any, adapter_path:
         revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code,
     )
     return model, peft_config, tokenizer
+
+
+def report_dtype(dtype: Any) -> None:
+    """One line at start (main process): the dtype the policy loads with, and why (`--dtype auto` follows the
+    hardware: bf16 where it is native, float32 where it would be emulated)."""
+    from accelerate import PartialState
+
+    from trl_ext.peft_utils import resolve_dtype
+
+    resolved, why = resolve_dtype(dtype)
+    if PartialState().is_main_process:
+        name = str(resolved).removeprefix("torch.")
+        print(f"policy dtype: {name} ({'--dtype ' + str(dtype) if why == 'named' else f'--dtype {dtype}: ' + why})",
+              flush=True)
 
 
 # --------------------------------------------------------------------------------------------------------------------

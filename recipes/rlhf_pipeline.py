@@ -171,6 +171,7 @@ def parse_pipeline(argv: list[str] | None = None) -> tuple[Any, Any, dict[str, A
     from trl import ModelConfig, SFTConfig
 
     from trl_ext import GRPOConfig, PPOConfig, RewardConfig
+    from trl_ext.trainer.config_utils import native_mixed_precision_bf16
 
     argv = sys.argv[1:] if argv is None else argv
     config_path, top, section_args = _split_argv(argv)
@@ -190,6 +191,8 @@ def parse_pipeline(argv: list[str] | None = None) -> tuple[Any, Any, dict[str, A
     configs = {}
     for name, cls in classes.items():
         defaults = {"output_dir": str(out / name), "report_to": script_args.report_to, **sections[name]}
+        if cls is SFTConfig and "bf16" not in defaults:  # TRL's own config: its bf16=None fails on a CPU
+            defaults["bf16"] = native_mixed_precision_bf16(bool(defaults.get("use_cpu", False)))[0]
         try:
             (configs[name],) = _parse(_parser((cls,), defaults, f"{config_path} section {name!r}"),
                                       section_args[name], f"section --{name}.")

@@ -234,6 +234,17 @@ def fused_lm_forward(model: Any, input_ids: Any, attention_mask: Any, labels: An
                  fused_lm_head=True, **kwargs)
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX tiles), from torch's private
+    `torch.cpu._is_avx512_bf16_supported` / `_is_amx_tile_supported` (torch has no public query: its public
+    `torch.backends.cpu.get_cpu_capability()` says "AVX512" with and without the BF16 extension). Elsewhere
+    (AVX2-only CPUs, most laptops and many cloud VMs) bf16 is emulated, tens of times slower than float32."""
+    import torch
+
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(probe()) for probe in probes if probe is not None)
+
+
 def hook_parameters(owner: str, name: str) -> tuple[str, ...]:
     """Parameter names of hook `name` on `owner` ("trl.DPOTrainer", "transformers.Trainer", ...) as installed."""
     module, cls = owner.split(".")

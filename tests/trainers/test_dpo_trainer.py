@@ -178,3 +178,52 @@ def test_preference_accuracy_counts_every_pair(tmp_path, tiny_llama_causal_dir):
     b, w = batch["pair_index"][:, 0], batch["pair_index"][:, 1]
     expected = ((seq[b] > seq[w]).double().sum() + 0.5 * (seq[b] == seq[w]).double().sum()).item() / 9
     assert result["logp_accuracy"] == pytest.approx(expected)
+
+
+def test_preference_accuracy_forwards_each_row_once_per_call(tmp_path, tiny_llama_causal_dir):
+    """Before training a fresh adapter computes the reference: one forward (the reference's) per batch. After
+    training the reference's log-probs are reused: one forward (the policy's). The figures are those of the
+    full computation (policy and reference forwarded every time)."""
+    trainer = DPOTrainer(tiny_llama_causal_dir, args=_args(tmp_path, per_device_eval_batch_size=2, max_steps=3,
+                                                           learning_rate=5e-2),
+                         train_dataset=Dataset.from_list(RANKED), eval_dataset=Dataset.from_list(RANKED),
+                         peft_config=LoraConfig(r=4, target_modules="all-linear"))
+    backbone = trainer.model.get_base_model().model
+    calls = []
+    handle = backbone.register_forward_pre_hook(lambda module, args: calls.append(1))
+    batches = len(trainer.get_eval_dataloader())
+    assert trainer._policy_is_reference()
+    before = trainer.preference_accuracy()
+    assert len(calls) == batches  # the reference only: the fresh adapter adds nothing to the base
+    assert before["reward_accuracy"] == 0.5 and before["pairs"] == 9
+    handle.remove()
+    trainer.train()
+    assert not trainer._policy_is_reference()
+    calls.clear()
+    handle = backbone.register_forward_pre_hook(lambda module, args: calls.append(1))
+    after = trainer.preference_accuracy()
+    assert len(calls) == batches  # the policy only: the reference's log-probs were kept
+    handle.remove()
+    trainer._ref_logps_cache = (None, None)  # the full computation: reference and policy forwarded again
+    full = trainer.preference_accuracy()
+    assert after == full
+    assert after["reward_accuracy"] != 0.5  # trained: the implicit reward no longer ties every pair
+
+
+def test_policy_is_reference_with_an_sft_adapter_and_its_ref_copy(tmp_path, tiny_llama_causal_dir):
+    from peft import get_peft_model
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_causal_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    with torch.no_grad():  # an "SFT" adapter: non-zero B, so the base alone is not the policy
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    trainer = DPOTrainer(peft_model, args=_args(tmp_path), train_dataset=Dataset.from_list(RANKED),
+                         eval_dataset=Dataset.from_list(RANKED))
+    assert "ref" in trainer.model.peft_config  # TRL's frozen copy of the SFT adapter is the reference
+    assert trainer._policy_is_reference()
+    assert trainer.preference_accuracy()["reward_accuracy"] == 0.5
+    with torch.no_grad():
+        next(p for n, p in trainer.model.named_parameters() if "lora_B.default" in n).add_(0.01)
+    assert not trainer._policy_is_reference()

@@ -144,7 +144,9 @@ def test_bnb_4bit_config_defaults_and_model_config_fields():
     assert config.bnb_4bit_use_double_quant is True
     assert config.bnb_4bit_compute_dtype == default_compute_dtype()
     if not torch.cuda.is_available():
-        assert default_compute_dtype() == torch.bfloat16  # documented CPU choice
+        from trl_ext.peft_utils import auto_dtype
+
+        assert default_compute_dtype() == auto_dtype()[0]  # documented CPU choice: the hardware's native dtype
     # ModelConfig's default dtype "float32" is not read as a request for fp32 compute ...
     assert bnb_4bit_config(ModelConfig()).bnb_4bit_compute_dtype == default_compute_dtype()
     # ... but half-precision dtypes, the quant type and storage are honoured, and compute_dtype wins.

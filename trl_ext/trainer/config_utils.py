@@ -19,3 +19,35 @@ def upgrade_config(args: Any, config_cls: type) -> Any:
     if isinstance(args, config_cls):
         return args
     return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init})
+
+
+def native_mixed_precision_bf16(use_cpu: bool = False) -> tuple[bool, str]:
+    """What TRL's `bf16=None` ("not set") becomes in trl_ext's configs, and why.
+
+    TRL reads `None` as "True unless fp16", which transformers refuses on a machine without a bf16 GPU (and on a GPU
+    without bf16: V100, T4). trl_ext reads it as "True where the training device computes bf16 natively": a CUDA
+    device with bf16 support, an Intel XPU, or (with `use_cpu=True`, the only way transformers allows bf16 on a CPU)
+    a CPU with AVX512-BF16 or AMX. Elsewhere False (float32, no autocast). Without `use_cpu` a CPU-only machine gets
+    False: there the model's weights dtype (`dtype="auto"` in trl_ext's recipes and `load_policy`) decides the compute
+    dtype.
+    """
+    import torch
+
+    if not use_cpu and torch.cuda.is_available():
+        supported = torch.cuda.is_bf16_supported()
+        return supported, "CUDA device " + ("with" if supported else "without") + " bf16 support"
+    if not use_cpu and hasattr(torch, "xpu") and torch.xpu.is_available():
+        return True, "Intel XPU"
+    if not use_cpu:
+        return False, "no bf16 GPU (on a CPU, mixed precision needs use_cpu=True)"
+    from .. import _trl_compat as compat
+
+    native = compat.cpu_native_bf16()
+    return native, "CPU " + ("with" if native else "without") + " AVX512-BF16/AMX"
+
+
+def resolve_bf16(config: Any) -> None:
+    """Set `config.bf16` when the user left it unset (`None`, TRL's default) and asked for no fp16, as
+    [`native_mixed_precision_bf16`] decides. A value the user set is kept."""
+    if getattr(config, "bf16", False) is None and not getattr(config, "fp16", False):
+        config.bf16 = native_mixed_precision_bf16(bool(getattr(config, "use_cpu", False)))[0]

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import trl
 from datasets import Dataset, IterableDataset
+from tqdm.auto import tqdm
 from transformers.modeling_outputs import CausalLMOutput
 
 from .. import _trl_compat as compat
@@ -233,13 +234,26 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
         Returns `reward_accuracy` (DPO's implicit reward β·(log π − log π_ref) ranks the preferred answer higher;
         before training with a fresh adapter every pair ties, which counts 0.5) and `logp_accuracy` (the policy's
         sequence log-prob alone ranks it higher; meaningful before training too), ties counted 0.5, and `pairs`.
+
+        Each row is forwarded once per call at most: the reference's log-probs are computed on the first call and
+        kept for the later calls on the same dataset (the reference does not train; not with `sync_ref_model`), and
+        when the policy provably computes the reference ([`_policy_is_reference`]: a fresh LoRA adapter, or the
+        trained adapter equal to its frozen `"ref"` copy) the policy's log-probs are the reference's.
         """
         dataset = self.eval_dataset if eval_dataset is None else self._prepare_dataset(
             eval_dataset, self.processing_class, self.args, "eval")
         was_training = self.model.training
         self.model.eval()
+        policy_is_reference = self._policy_is_reference()
+        cached_dataset, cached = getattr(self, "_ref_logps_cache", (None, None))
+        if cached_dataset is not dataset or self.args.sync_ref_model:
+            cached = None
+        ref_batches = []
         per_example = []  # one row per dataset example (group or pair): wins by reward, wins by log-prob, pairs
-        for batch in self.get_eval_dataloader(dataset):
+        loader = self.get_eval_dataloader(dataset)
+        progress = tqdm(loader, desc="Preference accuracy", leave=False,
+                        disable=self.args.disable_tqdm or not self.accelerator.is_local_main_process)
+        for index, batch in enumerate(progress):
             batch = compat.prepare_inputs(self, batch)
             n_rows = batch["input_ids"].shape[0]
             if "pair_index" in batch and "pair_group" in batch:
@@ -250,10 +264,17 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
                 pair_example = torch.arange(n_examples, device=batch["input_ids"].device)
                 pair_index = torch.stack([pair_example, pair_example + n_examples], dim=1)
             rows = {k: batch[k] for k in ("input_ids", "attention_mask", "completion_mask")}
-            labels = rows["input_ids"].masked_fill(rows["completion_mask"] == 0, -100)
-            out = compat.fused_lm_forward(self.model, rows["input_ids"], rows["attention_mask"], labels)
-            logps = out.log_probs[:, -(rows["completion_mask"].size(1) - 1):].sum(dim=1).double()
-            ref_logps = torch.cat(self.compute_ref_log_probs(self.ref_model or self.model, rows)).double()
+            if cached is not None and index < len(cached) and cached[index].shape[0] == n_rows:
+                ref_logps = cached[index]
+            else:
+                ref_logps = torch.cat(self.compute_ref_log_probs(self.ref_model or self.model, rows)).double()
+            ref_batches.append(ref_logps)
+            if policy_is_reference:
+                logps = ref_logps
+            else:
+                labels = rows["input_ids"].masked_fill(rows["completion_mask"] == 0, -100)
+                out = compat.fused_lm_forward(self.model, rows["input_ids"], rows["attention_mask"], labels)
+                logps = out.log_probs[:, -(rows["completion_mask"].size(1) - 1):].sum(dim=1).double()
 
             def wins(score: torch.Tensor) -> torch.Tensor:
                 better, worse = score[pair_index[:, 0]], score[pair_index[:, 1]]
@@ -263,11 +284,35 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
             summed = torch.zeros(n_examples, 3, dtype=torch.float64, device=per_pair.device)
             # gather_for_metrics drops the examples the distributed sampler repeated to even out the batches
             per_example.append(self.accelerator.gather_for_metrics(summed.index_add_(0, pair_example, per_pair)))
+        if not self.args.sync_ref_model:
+            self._ref_logps_cache = (dataset, ref_batches)  # the dataset object itself: its rows and their order
         totals = torch.cat(per_example).sum(dim=0)
         self.model.train(was_training)
         pairs = totals[2].item()
         return {"reward_accuracy": totals[0].item() / pairs, "logp_accuracy": totals[1].item() / pairs,
                 "pairs": int(pairs)}
+
+    def _policy_is_reference(self) -> bool:
+        """True only when the policy provably computes what the reference computes, so its forward can be skipped:
+        a PEFT policy without a separate `ref_model` whose active LoRA adapter is either still at its initialisation
+        (every `lora_B` zero, no DoRA: the adapter adds nothing to the base, which is the reference) or equal, tensor
+        for tensor, to the frozen `"ref"` adapter TRL uses as the reference. Anything else: False."""
+        from peft import PeftModel
+
+        model = self.accelerator.unwrap_model(self.model)
+        if self.ref_model is not None or not isinstance(model, PeftModel):
+            return False
+        active = model.active_adapter
+        config = model.peft_config.get(active)
+        if getattr(config, "peft_type", None) != "LORA" or getattr(config, "use_dora", False):
+            return False
+        if "ref" in model.peft_config:
+            own = {n.replace(f".{active}.", ".?."): p for n, p in model.named_parameters() if f".{active}." in n}
+            ref = {n.replace(".ref.", ".?."): p for n, p in model.named_parameters() if ".ref." in n}
+            return own.keys() == ref.keys() and all(torch.equal(p, ref[n]) for n, p in own.items())
+        lora_b = [p for n, p in model.named_parameters()
+                  if f".{active}." in n and (".lora_B." in n or ".lora_embedding_B." in n)]
+        return bool(lora_b) and all(not p.any() for p in lora_b)
 
     @torch.no_grad()
     def _log_pair_metrics(self, mode, outputs, shift_mask, attention_mask, logps, chosen_logratios,

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from .. import _trl_compat as compat
 from ..kl_controllers import AdaptiveKLController, FixedKLController, build_kl_controller, full_kl_per_token
-from .config_utils import default_config
+from .config_utils import default_config, resolve_bf16
 
 KL_CONTROL_MODES = ("fixed", "adaptive")
 KL_TARGET_UNITS = ("sequence", "token")
@@ -67,6 +67,7 @@ class KLControlArguments:
 
     def __post_init__(self):
         self._validate_kl_fields()  # first: clearer than any error TRL's own checks might raise
+        resolve_bf16(self)  # TRL's bf16=None: bf16 where the device computes it natively, not an error on a CPU
         super().__post_init__()
 
     def _validate_kl_fields(self) -> None:

@@ -26,6 +26,7 @@ from ..data import (
 )
 from ..data.ranked import is_empty_completion
 from ..metrics import group_ranking_metrics
+from .config_utils import resolve_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class RankedDataArguments:
 
     def __post_init__(self):
         self._validate_ranked_fields()
+        resolve_bf16(self)  # TRL's bf16=None: bf16 where the device computes it natively, not an error on a CPU
         super().__post_init__()
 
     def _validate_ranked_fields(self) -> None:
