@@ -235,12 +235,22 @@ def fused_lm_forward(model: Any, input_ids: Any, attention_mask: Any, labels: An
 
 
 def cpu_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX tiles), from torch's private
-    `torch.cpu._is_avx512_bf16_supported` / `_is_amx_tile_supported` (torch has no public query: its public
-    `torch.backends.cpu.get_cpu_capability()` says "AVX512" with and without the BF16 extension). Elsewhere
-    (AVX2-only CPUs, most laptops and many cloud VMs) bf16 is emulated, tens of times slower than float32."""
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX tiles) and torch may use them.
+
+    From torch's private `torch.cpu._is_avx512_bf16_supported` / `_is_amx_tile_supported` (torch has no public query:
+    `torch.backends.cpu.get_cpu_capability()` says "AVX512" with and without the BF16 extension), and only when torch's
+    kernels run at AVX512 or above (`ATEN_CPU_CAPABILITY`) and oneDNN, which runs bf16 matmuls, is not capped below
+    AVX512-BF16 (`ONEDNN_MAX_CPU_ISA`). Elsewhere (AVX2-only CPUs: most laptops and many cloud VMs) bf16 is emulated,
+    tens of times slower than float32."""
+    import os
+
     import torch
 
+    if not torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX512", "AMX")):
+        return False
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if isa and isa not in ("ALL", "DEFAULT") and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10")):
+        return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(bool(probe()) for probe in probes if probe is not None)
 

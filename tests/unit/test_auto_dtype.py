@@ -19,7 +19,10 @@ from trl_ext.trainer.config_utils import native_mixed_precision_bf16
 def machine(monkeypatch):
     """Set the machine: `machine(cuda=None|"bf16"|"no_bf16", cpu_bf16=bool, xpu=False)`."""
 
-    def set_machine(cuda: str | None = None, cpu_bf16: bool = False, xpu: bool = False, capability: str = "AVX2"):
+    def set_machine(cuda: str | None = None, cpu_bf16: bool = False, xpu: bool = False, capability: str | None = None):
+        capability = capability or ("AVX512" if cpu_bf16 else "AVX2")
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda is not None)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda == "bf16")
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU")
@@ -42,14 +45,25 @@ def test_auto_dtype_for_each_capability(machine, cuda, cpu_bf16, expected):
     machine(cuda=cuda, cpu_bf16=cpu_bf16)
     dtype, why = auto_dtype()
     assert dtype == expected
-    assert why and ("CUDA" in why if cuda else "CPU (AVX2)" in why)
+    assert why and ("CUDA" in why if cuda else ("CPU (AVX512)" if cpu_bf16 else "CPU (AVX2)") in why)
     assert resolve_dtype("auto") == (dtype, why) and resolve_dtype(None) == (dtype, why)
 
 
 def test_amx_counts_as_native_bf16(machine, monkeypatch):
-    machine(cuda=None, cpu_bf16=False)
+    machine(cuda=None, cpu_bf16=False, capability="AVX512")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert compat.cpu_native_bf16() and auto_dtype()[0] == torch.bfloat16
+
+
+def test_bf16_kernels_capped_below_avx512_bf16_are_not_native(machine, monkeypatch):
+    """A CPU with AVX512-BF16 whose torch kernels (ATEN_CPU_CAPABILITY) or oneDNN (ONEDNN_MAX_CPU_ISA) are capped
+    below it emulates bf16: float32."""
+    machine(cuda=None, cpu_bf16=True, capability="AVX2")
+    assert not compat.cpu_native_bf16() and auto_dtype()[0] == torch.float32
+    machine(cuda=None, cpu_bf16=True)
+    for isa, native in (("AVX2", False), ("AVX512_CORE", False), ("AVX512_CORE_BF16", True), ("ALL", True)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        assert compat.cpu_native_bf16() is native, isa
 
 
 def test_xpu_is_bf16(machine):
