@@ -8,7 +8,10 @@
 # (and its hjson, pydantic, pydantic-core, annotated-types, typing-inspection). transformers/peft/accelerate are
 # carried too: the image's are older than trl_ext's supported range. DeepSpeed is published as source only: its
 # wheel is built here (pure Python; its CUDA ops are compiled on first use, which the GPU check avoids by keeping
-# the trainers' own torch optimizer). The carried tree must stay under 64 MiB: the total is printed at the end.
+# the trainers' own torch optimizer). It is built with pip's build isolation, so the build needs neither torch nor
+# the `wheel` package on this machine: pip installs setuptools and wheel into a throw-away environment (from PyPI),
+# and DeepSpeed's setup.py, finding no torch there, pre-compiles no op (DS_BUILD_OPS=0 says so too).
+# The carried tree must stay under 64 MiB: the total is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .whl && mkdir -p .whl
@@ -23,7 +26,7 @@ download "trl==1.16.0" "transformers==5.23.0" "peft==0.21.2" "accelerate==1.15.0
   "hjson==3.1.0" "pydantic==2.12.5" "pydantic-core==2.41.5" "annotated-types==0.7.0" "typing-inspection==0.4.2"
 tmp=$(mktemp -d)
 python3 -m pip download -q --no-deps --no-binary=:all: -d "$tmp" "deepspeed==0.19.8"
-DS_BUILD_OPS=0 python3 -m pip wheel -q --no-deps --no-build-isolation -w .whl "$tmp"/deepspeed-*.tar.gz
+DS_BUILD_OPS=0 python3 -m pip wheel -q --no-deps -w .whl "$tmp"/deepspeed-*.tar.gz
 rm -rf "$tmp"
 # bitsandbytes ships one CUDA library per CUDA release (~130 MiB unpacked); keep those of the GPU image's CUDA
 # ($BNB_CUDA_KEEP, default 13.x: the image's torch is built for CUDA 13.0) so that everything fits in 64 MiB.

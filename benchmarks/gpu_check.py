@@ -1,25 +1,32 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """One prepared GPU check: the benchmark harness, then every trainer under DeepSpeed ZeRO-2, ZeRO-3 and FSDP2.
 
-    python benchmarks/gpu_check.py                       # on a GPU machine: report -> benchmarks/results/<device>/
-    python benchmarks/gpu_check.py --out /tmp/check      # elsewhere
-    python benchmarks/gpu_check.py --dry-run --out DIR   # the same steps on CPU: tiny shapes, no engine
+    python benchmarks/gpu_check.py --part harness --out DIR   # the harness alone (one run of <= 9 minutes)
+    python benchmarks/gpu_check.py --part matrix --out DIR    # the engine x trainer matrix alone (<= 9 minutes)
+    python benchmarks/gpu_check.py                            # both, one after the other (default --part all)
+    python benchmarks/gpu_check.py --dry-run --out DIR        # the same steps on CPU: tiny shapes, no engine
 
 Steps, each printed as a progress line, none stopping the others:
 
-1. `harness`: `python -m benchmarks.run --size gpu` (every scenario: step time, tokens/s, peak memory, MFU against the
-   measured bf16 matmul peak; QLoRA vs bf16 LoRA on the >= 1B shape; grouped vs pairwise; overhead vs plain TRL),
-   with shortened warm-up/steps to fit the time budget.
-2. `matrix`: for each engine (`recipes/accelerate/{deepspeed_zero2,deepspeed_zero3,fsdp}.yaml`, one process), one
-   `accelerate launch` of this script in worker mode that runs each trainer (Reward grouped with the BERT-CLS head,
-   DPO grouped, GRPO with adaptive KL, RLOO, PPO with the shared-base critic, DPO and PPO on a 4-bit QLoRA base) for
-   2 optimizer steps with a checkpoint, then resumes from it for a third: loss finite, trainable parameters changed
-   (gathered across shards), the resumed run at step 3.
+1. `harness` (`--part harness|all`): `python -m benchmarks.run --size gpu` (every scenario: step time, tokens/s, peak
+   memory, MFU against the measured bf16 matmul peak; QLoRA vs bf16 LoRA at 1B and 3B parameters; grouped vs
+   pairwise; overhead vs plain TRL), with shortened warm-up/steps to fit the time budget. The harness writes each
+   scenario's figures as soon as it finishes, so a run stopped at the budget keeps the finished ones.
+2. `matrix` (`--part matrix|all`): for each engine (`recipes/accelerate/{deepspeed_zero2,deepspeed_zero3,fsdp}.yaml`,
+   one process), one `accelerate launch` of this script in worker mode that runs each trainer (Reward grouped with
+   the BERT-CLS head, DPO grouped, GRPO with adaptive KL, RLOO, PPO with the shared-base critic, DPO and PPO on a 4-bit
+   QLoRA base) for 2 optimizer steps with a checkpoint, then resumes from it for a third: loss finite, trainable
+   parameters changed (gathered across shards), the resumed run at step 3. The online-RL trainers are rewarded by
+   `benchmarks.scenarios.token_sum_reward`, which differs between completions of one prompt even for a random-weight
+   policy, so "no trainable parameter changed" points at the trainer, not at zero advantages.
 3. `report`: `gpu_check.json` (every figure, device, versions, command) and `gpu_check.md` (the GPU table, the
-   engine x trainer matrix, and for each failure its first error line).
+   engine x trainer matrix, and for each failure its error line and the last 40 lines of its traceback).
+
+A cell's status is `ok`, `failed` (a check or an exception), `refused` (trl_ext refused the combination by name with
+`trl_ext.peft_utils.UnsupportedEngineError`, saying what to use instead) or `not run` (time budget spent).
 
 `--dry-run` runs the harness's CPU smoke shapes on two scenarios and the matrix with engine `none`
-(`accelerate launch --cpu`), tiny random models; it checks the plumbing on any machine in about two minutes.
+(`accelerate launch --cpu`), tiny random models; it checks the plumbing on any machine in about a minute.
 """
 
 from __future__ import annotations
@@ -44,9 +51,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.report import TRACEBACK_LINES, first_error_line, traceback_tail  # noqa: E402
+
 ENGINES = {"deepspeed_zero2": "recipes/accelerate/deepspeed_zero2.yaml",
            "deepspeed_zero3": "recipes/accelerate/deepspeed_zero3.yaml", "fsdp": "recipes/accelerate/fsdp.yaml"}
 TRAINERS = ("reward_grouped", "dpo_grouped", "grpo_adaptive_kl", "rloo", "ppo", "dpo_qlora", "ppo_qlora")
+PARTS = ("all", "harness", "matrix")
 START = time.perf_counter()
 
 
@@ -54,12 +64,15 @@ def progress(message: str) -> None:
     print(f"[gpu_check {time.perf_counter() - START:6.0f} s] {message}", flush=True)
 
 
-def first_error_line(text: str) -> str:
-    """The line that says what went wrong: the last `...Error: ...` line of a traceback, else the last line."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if ("Error" in line.split(":")[0] or "Exception" in line.split(":")[0])
-              and ":" in line]
-    return (errors[-1] if errors else lines[-1] if lines else "no output")[:400]
+def failure(err: BaseException, formatted: str) -> dict[str, Any]:
+    """A matrix cell for an exception: `refused` for trl_ext's named refusal of an engine combination, else `failed`;
+    with its error line and the last lines of its traceback (`formatted`: `traceback.format_exc()`)."""
+    from trl_ext.peft_utils import UnsupportedEngineError
+
+    tail = traceback_tail(formatted)
+    if isinstance(err, UnsupportedEngineError):
+        return {"status": "refused", "error": f"{type(err).__name__}: {err}"[:400], "traceback": tail}
+    return {"status": "failed", "error": first_error_line(tail) or repr(err), "traceback": tail}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -78,7 +91,7 @@ def _build(name: str, shapes: dict[str, Any], out: str, max_steps: int):
     import torch
 
     import trl_ext
-    from benchmarks.scenarios import _load_policy, _tokenizer, letter_a_reward, prompt_only, ranked_groups
+    from benchmarks.scenarios import _load_policy, _tokenizer, prompt_only, ranked_groups, token_sum_reward
     from benchmarks.shapes import build_model
 
     dtype = torch.bfloat16 if shapes["bf16"] else torch.float32
@@ -120,7 +133,7 @@ def _build(name: str, shapes: dict[str, Any], out: str, max_steps: int):
     else:  # ppo, ppo_qlora: one completion per prompt, critic = a second adapter + value head on the same base
         args = trl_ext.PPOConfig(**dict(online, num_generations=1), steps_per_generation=1, num_iterations=1)
         cls = trl_ext.PPOTrainer
-    return cls(model, reward_funcs=[letter_a_reward], args=args, train_dataset=prompts, processing_class=tokenizer,
+    return cls(model, reward_funcs=[token_sum_reward], args=args, train_dataset=prompts, processing_class=tokenizer,
                peft_config=peft_config)
 
 
@@ -200,7 +213,8 @@ def worker(args: argparse.Namespace) -> None:
         try:
             results[name] = check_trainer(name, args.dry_run, workdir)
         except Exception as err:  # noqa: BLE001  (every failure is reported, none stops the others)
-            results[name] = {"status": "failed", "error": first_error_line(traceback.format_exc()) or repr(err)}
+            results[name] = failure(err, traceback.format_exc())
+            print(results[name]["traceback"], flush=True)  # in the engine's log too
             _free()
         progress(f"matrix {args.engine} / {name}: {results[name]['status']}"
                  + (f" ({results[name]['error']})" if results[name].get("error") else ""))
@@ -239,19 +253,29 @@ def _run(cmd: list[str], timeout: float, log: Path, echo: bool = False) -> tuple
 
 def harness_step(args: argparse.Namespace, out: Path, budget_left: float) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.run", "--out", str(out / "harness"), "--no-plots"]
-    cmd += (["--size", "cpu-smoke", "--scenarios", "dpo_overhead", "dpo_qlora"] if args.dry_run
-            else ["--size", "gpu", "--warmup", "2", "--steps", "5"])
+    if args.dry_run:
+        cmd += ["--size", "cpu-smoke", "--scenarios", *(args.scenarios or ["dpo_overhead", "dpo_qlora"])]
+    else:  # 2 + 4 steps per variant: every gpu scenario within one run of <= 9 minutes on one H100/H200
+        cmd += ["--size", "gpu", "--warmup", "2", "--steps", "4"] + (["--scenarios", *args.scenarios]
+                                                                     if args.scenarios else [])
     progress("harness: " + " ".join(cmd[1:]))
     start = time.perf_counter()
     code, output = _run(cmd, budget_left, out / "harness.log")
-    rows = []
+    rows = []  # written by the harness as each scenario finishes: what finished before a stop is here
     for jsonl in sorted((out / "harness").glob("*.jsonl")):
         rows += [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    status = "ok" if code == 0 else "failed"
+    failed_rows = [row for row in rows if row.get("error")]
+    status = "ok" if code == 0 and not failed_rows else "failed"
+    error = None
+    if code != 0:
+        error = first_error_line(output)
+    elif failed_rows:
+        error = f"{len(failed_rows)} scenario(s) failed: " + ", ".join(row["scenario"] for row in failed_rows)
     result = {"status": status, "returncode": code, "seconds": round(time.perf_counter() - start, 1),
-              "error": None if code == 0 else first_error_line(output), "scenarios": _harness_figures(rows)}
-    progress(f"harness: {status} in {result['seconds']} s ({len(rows)} scenarios)"
-             + (f": {result['error']}" if result["error"] else ""))
+              "error": error, "traceback": traceback_tail(output) if code != 0 else None,
+              "scenarios": _harness_figures(rows)}
+    progress(f"harness: {status} in {result['seconds']} s ({len(rows) - len(failed_rows)} scenarios finished)"
+             + (f": {error}" if error else ""))
     return result
 
 
@@ -259,9 +283,14 @@ def _harness_figures(rows: list[dict]) -> list[dict]:
     keys = ("variant", "step_time_s_median", "tokens_per_s", "peak_memory_mib", "mfu", "achieved_tflops")
     figures = []
     for row in rows:
+        if row.get("error"):  # a scenario that raised: its error and traceback, no figures
+            figures.append({"scenario": row["scenario"], "status": "failed", "error": row["error"],
+                            "traceback": row.get("traceback")})
+            continue
         cand, base = row["variants"]["candidate"], row["variants"]["baseline"]
-        figures.append({"scenario": row["scenario"], "ratios": row.get("ratios"), "goal": row.get("goal"),
-                        "candidate": {k: cand.get(k) for k in keys}, "baseline": {k: base.get(k) for k in keys}})
+        figures.append({"scenario": row["scenario"], "status": "ok", "ratios": row.get("ratios"),
+                        "goal": row.get("goal"), "candidate": {k: cand.get(k) for k in keys},
+                        "baseline": {k: base.get(k) for k in keys}})
     return figures
 
 
@@ -275,9 +304,19 @@ def matrix_step(args: argparse.Namespace, out: Path, engine: str, budget_left: f
     progress(f"matrix {engine}: accelerate launch ({len(args.trainers.split(','))} trainers)")
     code, output = _run(cmd, budget_left, out / f"matrix_{engine}.log", echo=True)
     results = json.loads(result_file.read_text()) if result_file.exists() else {}
-    for name in args.trainers.split(","):  # a crashed or timed-out launch: its remaining trainers failed with it
-        results.setdefault(name, {"status": "failed", "error": first_error_line(output)
-                                  if code else "no result written"})
+    # A crashed or timed-out launch: the trainer it was running failed with it (the launch's traceback), the ones
+    # after it never ran.
+    crashed = False
+    for name in args.trainers.split(","):
+        if name in results:
+            continue
+        if not crashed:
+            tail = traceback_tail(output)
+            results[name] = {"status": "failed", "error": first_error_line(tail) if code else "no result written",
+                             "traceback": tail}
+            crashed = True
+        else:
+            results[name] = {"status": "not run", "error": f"the {engine} process ended before this trainer"}
     return results
 
 
@@ -285,32 +324,43 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "gpu_check.json", out / "gpu_check.md"
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    harness = report["harness"]
     lines = [f"# GPU check: {report['device']}", "",
              f"{'Dry run (CPU, tiny shapes, no engine)' if report['dry_run'] else 'Device run'}; "
-             f"{report['seconds']:.0f} s in all; command `{report['command']}`.", "",
-             "## Harness", "", f"Status: {report['harness']['status']}"
-             + (f" ({report['harness']['error']})" if report["harness"].get("error") else ""), "",
-             "| scenario | step time x | samples/s x | peak memory x | candidate MFU | goal met |", "|---|---|---|---|---|---|"]
-    for row in report["harness"].get("scenarios", []):
+             f"part `{report.get('part', 'all')}`; {report['seconds']:.0f} s in all; command `{report['command']}`.",
+             "", "## Harness", "", f"Status: {harness['status']}"
+             + (f" ({harness['error']})" if harness.get("error") else ""), "",
+             "| scenario | step time x | samples/s x | peak memory x | candidate MFU | goal met |",
+             "|---|---|---|---|---|---|"]
+    for row in harness.get("scenarios", []):
+        if row.get("status") == "failed":
+            lines.append(f"| {row['scenario']} | failed | - | - | - | - |")
+            continue
         ratios, goal = row.get("ratios") or {}, row.get("goal") or {}
         mfu = row["candidate"].get("mfu")
         lines.append(f"| {row['scenario']} | {_fmt(ratios.get('step_time'))} | {_fmt(ratios.get('samples_per_s'))} | "
                      f"{_fmt(ratios.get('peak_memory'))} | {_fmt(mfu)} | {goal.get('met')} |")
     engines = list(report["matrix"])
-    lines += ["", "## Engine x trainer", "", "| trainer | " + " | ".join(engines) + " |",
-              "|---" * (len(engines) + 1) + "|"]
-    for name in report["trainers"]:
-        cells = []
-        for engine in engines:
-            cell = report["matrix"][engine].get(name, {})
-            cells.append("ok" if cell.get("status") == "ok" else cell.get("status", "-"))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    failures = [(e, n, c["error"]) for e, cells in report["matrix"].items() for n, c in cells.items()
-                if c.get("status") != "ok"]
-    if report["harness"]["status"] != "ok":
-        failures.insert(0, ("-", "harness", report["harness"]["error"]))
-    lines += ["", "## Failures (first error line)", ""]
-    lines += [f"- {engine} / {name}: `{error}`" for engine, name, error in failures] or ["None."]
+    lines += ["", "## Engine x trainer", ""]
+    if engines:
+        lines += ["| trainer | " + " | ".join(engines) + " |", "|---" * (len(engines) + 1) + "|"]
+        for name in report["trainers"]:
+            cells = [report["matrix"][engine].get(name, {}).get("status", "-") for engine in engines]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    else:
+        lines.append("Not run (`--part harness`).")
+    problems = [(e, n, c) for e, cells in report["matrix"].items() for n, c in cells.items() if c.get("status") != "ok"]
+    problems = [("-", f"harness / {row['scenario']}", row) for row in harness.get("scenarios", [])
+                if row.get("status") == "failed"] + problems
+    if harness["status"] == "failed" and harness.get("traceback"):
+        problems.insert(0, ("-", "harness", harness))
+    lines += ["", f"## Failures and refusals (error line, last {TRACEBACK_LINES} lines of the traceback)", ""]
+    for engine, name, cell in problems:
+        lines.append(f"- {engine} / {name}: {cell.get('status', 'failed')}: `{cell.get('error')}`")
+        if cell.get("traceback"):
+            lines += ["", "  ```text"] + [f"  {line}" for line in cell["traceback"].splitlines()] + ["  ```", ""]
+    if not problems:
+        lines.append("None.")
     md_path.write_text("\n".join(lines) + "\n")
     return [json_path, md_path]
 
@@ -338,12 +388,18 @@ def _environment() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=None, help="Report folder (default benchmarks/results/<device>/).")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, engine 'none' (no DeepSpeed/FSDP).")
+    parser.add_argument("--part", choices=PARTS, default="all",
+                        help="harness: the benchmark harness only; matrix: the engine x trainer matrix only; all: both "
+                             "(each part is sized for one run of <= 9 minutes on one H100/H200).")
     parser.add_argument("--engines", default=None, help=f"Comma-separated subset of {', '.join(ENGINES)}.")
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="Comma-separated subset of the trainers.")
-    parser.add_argument("--skip-harness", action="store_true", help="Run the engine x trainer matrix only.")
+    parser.add_argument("--scenarios", nargs="*", default=None,
+                        help="Harness scenarios to run (default: every scenario of size gpu; two in a dry run).")
+    parser.add_argument("--skip-harness", action="store_true", help="Same as --part matrix.")
     parser.add_argument("--budget_s", type=float, default=540, help="Stop starting steps after this many seconds.")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="none", help=argparse.SUPPRESS)
@@ -352,6 +408,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = [t for t in args.trainers.split(",") if t not in TRAINERS]
     if unknown:
         parser.error(f"unknown trainers {unknown}; known: {', '.join(TRAINERS)}")
+    if args.skip_harness:
+        if args.part == "harness":
+            parser.error("--skip-harness conflicts with --part harness")
+        args.part = "matrix"
     if args.worker:
         worker(args)
         return {}
@@ -368,26 +428,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown engines {bad}; known: {', '.join(ENGINES)}")
     out = Path(args.out) if args.out else REPO_ROOT / "benchmarks" / "results" / device_slug(device_name())
     out.mkdir(parents=True, exist_ok=True)
-    report = {**_environment(), "dry_run": args.dry_run, "trainers": args.trainers.split(","),
+    report = {**_environment(), "dry_run": args.dry_run, "part": args.part, "trainers": args.trainers.split(","),
               "command": "python benchmarks/gpu_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "matrix": {}}
-    progress(f"device {report['device']}; versions {report['versions']}")
+    progress(f"device {report['device']}; versions {report['versions']}; part {args.part}")
 
     def left() -> float:
-        return args.budget_s - (time.perf_counter() - START)
+        return args.budget_s - (time.perf_counter() - started)
 
-    report["harness"] = ({"status": "skipped", "error": None, "scenarios": []} if args.skip_harness
-                         else harness_step(args, out, left() * (0.5 if not args.dry_run else 1.0)))
-    for i, engine in enumerate(engines):
-        if left() <= 0:
-            report["matrix"][engine] = {name: {"status": "not run", "error": "time budget spent"}
-                                        for name in report["trainers"]}
-            continue
-        report["matrix"][engine] = matrix_step(args, out, engine, left() / (len(engines) - i))
-    report["seconds"] = round(time.perf_counter() - START, 1)
+    if args.part == "matrix":
+        report["harness"] = {"status": "skipped", "error": None, "scenarios": []}
+    else:
+        share = 0.5 if args.part == "all" and not args.dry_run else 1.0
+        report["harness"] = harness_step(args, out, left() * share)
+    if args.part != "harness":
+        for i, engine in enumerate(engines):
+            if left() <= 0:
+                report["matrix"][engine] = {name: {"status": "not run", "error": "time budget spent"}
+                                            for name in report["trainers"]}
+                continue
+            report["matrix"][engine] = matrix_step(args, out, engine, left() / (len(engines) - i))
+    report["seconds"] = round(time.perf_counter() - started, 1)
     paths = write_report(report, out)
-    failed = sum(c.get("status") != "ok" for cells in report["matrix"].values() for c in cells.values())
-    progress(f"report: {', '.join(str(p) for p in paths)}; {failed} matrix failures; harness "
+    counts: dict[str, int] = {}
+    for cells in report["matrix"].values():
+        for cell in cells.values():
+            counts[cell.get("status", "-")] = counts.get(cell.get("status", "-"), 0) + 1
+    progress(f"report: {', '.join(str(p) for p in paths)}; matrix {counts or 'not run'}; harness "
              f"{report['harness']['status']}")
     return report
 

@@ -102,6 +102,36 @@ def parameter_count(model: torch.nn.Module) -> int:
     return total
 
 
+def held_bytes_by_kind(model: torch.nn.Module) -> dict[str, int]:
+    """Bytes a model holds in its parameters and buffers, by kind: `"4bit"` (bitsandbytes' packed 4-bit weights,
+    whatever their storage dtype), `"quant_state"` (their absmax and code tensors, nested ones included) and, for
+    everything else, the dtype's name (`"bfloat16"`, `"float32"`, ...). Tensors sharing storage (tied embedding and
+    LM head) are counted once."""
+    out: dict[str, int] = {}
+    seen: set[int] = set()
+
+    def add(kind: str, tensor: torch.Tensor) -> None:
+        key = tensor.untyped_storage().data_ptr()
+        if key in seen or tensor.numel() == 0:
+            return
+        seen.add(key)
+        out[kind] = out.get(kind, 0) + tensor.untyped_storage().nbytes()
+
+    for tensor in [*model.parameters(), *model.buffers()]:
+        quant_state = getattr(tensor, "quant_state", None)
+        if type(tensor).__name__ == "Params4bit":
+            add("4bit", tensor)
+        else:
+            add(str(tensor.dtype).removeprefix("torch."), tensor)
+        if quant_state is not None:
+            nested = getattr(quant_state, "state2", None)
+            for extra in (quant_state.absmax, quant_state.code, getattr(quant_state, "offset", None),
+                          getattr(nested, "absmax", None), getattr(nested, "code", None)):
+                if isinstance(extra, torch.Tensor):
+                    add("quant_state", extra)
+    return out
+
+
 class TokenCounter:
     """Counts tokens through a module's forward calls, split into gradient-enabled (trained) and forward-only."""
 

@@ -14,6 +14,31 @@ TABLE_COLUMNS = [
 ]
 
 
+TRACEBACK_LINES = 40  # kept per failure in the JSON and the Markdown
+# Lines the c10d watchdog threads print while a process group is torn down; they can bury the Python traceback.
+_NOISE_PREFIXES = ("frame #", "Exception raised from", "[rank0]:[W", "[rank1]:[W")
+
+
+def traceback_tail(text: str, n: int = TRACEBACK_LINES) -> str:
+    """The last `n` lines of the last Python traceback in `text` (from its "Traceback (most recent call last):"), or
+    of the whole text when it holds none; c10d watchdog noise lines left out."""
+    lines = [line.rstrip() for line in text.splitlines() if not line.lstrip().startswith(_NOISE_PREFIXES)]
+    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    if starts:
+        lines = lines[starts[-1]:]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines[-n:])
+
+
+def first_error_line(text: str) -> str:
+    """The line that says what went wrong: the last `...Error: ...` line of a traceback, else the last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if ("Error" in line.split(":")[0] or "Exception" in line.split(":")[0])
+              and (":" in line or line.isidentifier())]  # a bare `AssertionError` line too
+    return (errors[-1] if errors else lines[-1] if lines else "no output")[:400]
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -28,6 +53,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """One table row per (scenario, variant); the ratios and goal on the candidate's row."""
     out = []
     for row in rows:
+        if row.get("error"):  # a scenario that raised: listed under the table, no figures
+            continue
         for role in ("baseline", "candidate"):
             f = row["variants"][role]
             is_cand = role == "candidate"
@@ -69,6 +96,12 @@ def markdown(rows: list[dict[str, Any]], size: str) -> str:
         "|" + "---|" * len(TABLE_COLUMNS),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
+    failed = [row for row in rows if row.get("error")]
+    if failed:
+        lines += ["", f"Failed scenarios (error line, last {TRACEBACK_LINES} lines of the traceback):", ""]
+        for row in failed:
+            lines += [f"- {row['scenario']}: `{row['error']}`", "", "  ```text"]
+            lines += [f"  {line}" for line in (row.get("traceback") or "").splitlines()] + ["  ```", ""]
     lines += ["", "Ratios are candidate / baseline. Definitions:", ""]
     lines += [f"* **{k}**: {v}" for k, v in meta["definitions"].items()]
     return "\n".join(lines) + "\n"
@@ -81,6 +114,9 @@ def make_plots(rows: list[dict[str, Any]], out_dir: Path, size: str) -> list[Pat
     import matplotlib.pyplot as plt
 
     paths = []
+    rows = [r for r in rows if not r.get("error")]
+    if not rows:
+        return paths
     names = [r["scenario"] for r in rows]
     for metric, label, fname in (("samples_per_s", "samples / s", "throughput"),
                                  ("peak_memory_mib", "peak memory (MiB)", "memory")):
@@ -114,9 +150,11 @@ def write_reports(rows: list[dict[str, Any]], out_dir: str | os.PathLike, size: 
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / f"{size}.jsonl"
     jsonl.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
-    md = out_dir / f"{size}.md"
-    md.write_text(markdown(rows, size))
-    paths = [jsonl, md]
+    paths = [jsonl]
+    if rows:
+        md = out_dir / f"{size}.md"
+        md.write_text(markdown(rows, size))
+        paths.append(md)
     if plots and rows:
         paths += make_plots(rows, out_dir, size)
     return paths
@@ -134,7 +172,7 @@ def log_wandb(rows: list[dict[str, Any]], paths: list[Path], meta: dict[str, Any
         if path.suffix == ".png":
             payload[f"benchmark/{path.stem}"] = wandb.Image(str(path))
     for row in rows:
-        for key, value in row["ratios"].items():
+        for key, value in (row.get("ratios") or {}).items():
             payload[f"benchmark/{row['scenario']}/ratio_{key}"] = value
     run.log(payload)
     run.finish()

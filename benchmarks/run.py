@@ -1,14 +1,15 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """Benchmark harness: plain TRL vs trl_ext on identical scenarios; throughput, peak memory and MFU.
 
-    python -m benchmarks.run --cpu-smoke                 # every scenario, tiny shapes, < 3 min on 2 CPU cores
+    python -m benchmarks.run --cpu-smoke                 # every CPU scenario, tiny shapes, < 3 min on 2 CPU cores
     python -m benchmarks.run --size small                # ~100M-parameter shapes (CPU)
-    python -m benchmarks.run --size gpu                  # Qwen2.5-0.5B / Llama-3.2-1B / BERT-base shapes, bf16
+    python -m benchmarks.run --size gpu                  # Qwen2.5-0.5B / Llama-3.2-1B / -3B / BERT-base shapes, bf16
     python -m benchmarks.run --size gpu --scenarios dpo_overhead dpo_qlora --steps 20 --report_to wandb
 
 Each scenario runs a baseline (plain TRL, or bf16 LoRA / rule reward only) and a candidate (trl_ext, or QLoRA /
 + BERT-CLS RM) on the same saved random-weight model and synthetic data, in this process, one after the other.
-Results: `benchmarks/results/<device>/<size>.jsonl` (one JSON line per scenario), `<size>.md` (table) and
+Results: `benchmarks/results/<device>/<size>.jsonl` (one JSON line per scenario, rewritten as each scenario finishes;
+a scenario that raised is a line with its error and the last 40 lines of its traceback), `<size>.md` (table) and
 `<size>_throughput.png` / `<size>_memory.png`. Weights are random (architectures from public configs).
 """
 
@@ -23,6 +24,7 @@ import shlex
 import statistics
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,8 +45,8 @@ from .measure import (  # noqa: E402
     measure_matmul_peak_tflops,
     summarize,
 )
-from .report import write_reports  # noqa: E402
-from .scenarios import SIZES, Scenario, Size, Variant, all_scenarios  # noqa: E402
+from .report import first_error_line, traceback_tail, write_reports  # noqa: E402
+from .scenarios import SIZES, Scenario, Size, Variant, all_scenarios, default_scenarios  # noqa: E402
 from .shapes import SHAPE_SOURCES  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -161,7 +163,8 @@ def compare(scenario: Scenario, base: dict[str, Any], cand: dict[str, Any], on_g
     elif scenario.kind == "memory":
         big = max(base["params"].values()) >= 1e9
         goal["applies"] = big and on_gpu
-        goal["met"] = (ratios["peak_memory"] <= 0.45) if goal["applies"] else None
+        goal["max_peak_memory_ratio"] = scenario.max_memory_ratio
+        goal["met"] = (ratios["peak_memory"] <= scenario.max_memory_ratio) if goal["applies"] else None
     elif scenario.kind == "throughput_memory":
         goal["met"] = ratios["samples_per_s"] >= 0.8 and ratios["peak_memory"] <= 1.25
     elif scenario.kind == "share":
@@ -170,12 +173,33 @@ def compare(scenario: Scenario, base: dict[str, Any], cand: dict[str, Any], on_g
     return {"ratios": ratios, "goal": goal}
 
 
+def run_scenario(scenario: Scenario, size: Size, repeats: int, meta: dict[str, Any], peak: float | None,
+                 datasheet: float | None, on_gpu: bool, bar: Any = None) -> dict[str, Any]:
+    """Both variants of one scenario (`repeats` times, alternating the order): its JSON row."""
+    runs: dict[str, list[VariantRun]] = {"baseline": [], "candidate": []}
+    pair = [("baseline", scenario.baseline), ("candidate", scenario.candidate)]
+    for repeat in range(repeats):
+        # Alternate the order on repeats so neither variant always runs on a warmer (or more fragmented) process.
+        for role, variant in (pair if repeat % 2 == 0 else pair[::-1]):
+            if bar is not None:
+                bar.set_postfix_str(f"{scenario.name}: {variant.name}")
+            runs[role].append(run_variant(variant, size))
+            if bar is not None:
+                bar.update(1)
+    figures = {role: {**variant_figures(runs[role], peak, datasheet), "variant": variant.name}
+               for role, variant in pair}
+    return {"scenario": scenario.name, "description": scenario.description, "kind": scenario.kind, **meta,
+            "variants": figures, **compare(scenario, figures["baseline"], figures["candidate"], on_gpu)}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default=None,
                         help="Shapes and batch sizes (default: gpu on a GPU, small on CPU).")
     parser.add_argument("--cpu-smoke", action="store_true", help="Same as --size cpu-smoke.")
-    parser.add_argument("--scenarios", nargs="*", default=None, help=f"Subset of: {', '.join(all_scenarios())}")
+    parser.add_argument("--scenarios", nargs="*", default=None,
+                        help=f"Subset of: {', '.join(all_scenarios())} (default: every scenario of the size; "
+                             "gpu-only ones, e.g. dpo_qlora_3b, only at --size gpu)")
     parser.add_argument("--warmup", type=int, default=None, help="Warm-up optimizer steps (default: per size).")
     parser.add_argument("--steps", type=int, default=None, help="Measured optimizer steps (default: per size).")
     parser.add_argument("--repeats", type=int, default=1,
@@ -199,6 +223,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in args.scenarios or []:
         if name not in known:
             parser.error(f"unknown scenario {name!r}; known: {', '.join(known)}")
+        if known[name].sizes is not None and args.size not in known[name].sizes:
+            parser.error(f"scenario {name!r} runs at size {', '.join(known[name].sizes)} only, not {args.size}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     for flag in ("warmup", "steps"):
@@ -225,7 +251,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.warmup is not None or args.steps is not None:
         size = dataclasses.replace(size, warmup=size.warmup if args.warmup is None else args.warmup,
                                    steps=size.steps if args.steps is None else args.steps)
-    scenarios = [s for name, s in all_scenarios().items() if not args.scenarios or name in args.scenarios]
+    scenarios = ([s for name, s in all_scenarios().items() if name in args.scenarios] if args.scenarios
+                 else list(default_scenarios(size.name).values()))
     on_gpu = torch.cuda.is_available()
     name = device_name()
     peak = measure_matmul_peak_tflops() if on_gpu else None
@@ -243,26 +270,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if on_gpu:
         print(f"bf16 matmul peak measured: {peak:.0f} TFLOP/s (datasheet: {datasheet or 'unknown'} TFLOP/s)")
     rows: list[dict[str, Any]] = []
+    stem = args.name or size.name
     bar = tqdm(total=2 * len(scenarios) * args.repeats, desc="benchmark", unit="run", file=sys.stdout)
     for scenario in scenarios:
-        runs: dict[str, list[VariantRun]] = {"baseline": [], "candidate": []}
-        pair = [("baseline", scenario.baseline), ("candidate", scenario.candidate)]
-        for repeat in range(args.repeats):
-            # Alternate the order on repeats so neither variant always runs on a warmer (or more fragmented) process.
-            for role, variant in (pair if repeat % 2 == 0 else pair[::-1]):
-                bar.set_postfix_str(f"{scenario.name}: {variant.name}")
-                runs[role].append(run_variant(variant, size))
-                bar.update(1)
-        figures = {role: {**variant_figures(runs[role], peak, datasheet), "variant": variant.name}
-                   for role, variant in pair}
-        row = {"scenario": scenario.name, "description": scenario.description, "kind": scenario.kind, **meta,
-               "variants": figures, **compare(scenario, figures["baseline"], figures["candidate"], on_gpu)}
+        try:
+            row = run_scenario(scenario, size, args.repeats, meta, peak, datasheet, on_gpu, bar)
+            tqdm.write(f"{scenario.name}: step time x{row['ratios']['step_time']:.3f}, samples/s "
+                       f"x{row['ratios']['samples_per_s']:.3f}, peak memory x{row['ratios']['peak_memory']:.3f}"
+                       f" -> goal met: {row['goal'].get('met')}", file=sys.stdout)
+        except Exception:  # noqa: BLE001  (one scenario's failure, e.g. out of memory, does not stop the others)
+            tail = traceback_tail(traceback.format_exc())
+            row = {"scenario": scenario.name, "description": scenario.description, "kind": scenario.kind, **meta,
+                   "error": first_error_line(tail), "traceback": tail}
+            tqdm.write(f"{scenario.name}: FAILED: {row['error']}", file=sys.stdout)
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         rows.append(row)
-        tqdm.write(f"{scenario.name}: step time x{row['ratios']['step_time']:.3f}, samples/s "
-                   f"x{row['ratios']['samples_per_s']:.3f}, peak memory x{row['ratios']['peak_memory']:.3f}"
-                   f" -> goal met: {row['goal'].get('met')}", file=sys.stdout)
+        # Written as each scenario finishes, so a run stopped at a time limit keeps every finished scenario.
+        write_reports(rows, out_dir, stem, plots=False)
     bar.close()
-    paths = write_reports(rows, out_dir, args.name or size.name, plots=not args.no_plots)
+    paths = write_reports(rows, out_dir, stem, plots=not args.no_plots)
     print("wrote " + ", ".join(str(p) for p in paths))
     if args.report_to == "wandb":
         from .report import log_wandb

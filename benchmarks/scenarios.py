@@ -8,6 +8,7 @@ same synthetic data, runs `warmup + steps` optimizer steps, and reports the figu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import tempfile
@@ -101,6 +102,23 @@ def prompt_only(n: int, prompt_len: int, seed: int = 0):
 def letter_a_reward(completions, **kwargs) -> list[float]:
     """Rule-based reward for the GRPO scenarios: the fraction of 'a' characters (cheap, deterministic)."""
     return [c.count("a") / max(len(c), 1) for c in completions]
+
+
+TOKEN_SUM_MODULUS = 1009  # a prime: two different completions share a reward with probability ~1/1009
+
+
+def token_sum_reward(completions, completion_ids=None, **kwargs) -> list[float]:
+    """Rule reward for checks on random-weight policies: (sum of the completion's token ids mod 1009) / 1009.
+
+    It depends on every token, so two completions of one prompt get the same reward with probability ~1/1009 and a
+    group of 4 has zero spread with probability ~1e-9: the advantages are non-zero whatever the policy writes (a
+    random policy never writing some letter would make a letter-counting reward 0 for every completion, every
+    advantage 0, and "no parameter changed" would say nothing about the trainer). Without `completion_ids` (TRL
+    passes them) the characters' code points are summed instead.
+    """
+    if completion_ids is None:
+        completion_ids = [[ord(ch) for ch in text] for text in completions]
+    return [(sum(int(t) for t in ids) % TOKEN_SUM_MODULUS) / TOKEN_SUM_MODULUS for ids in completion_ids]
 
 
 # -- trainer construction ------------------------------------------------------------------------------------------
@@ -251,6 +269,8 @@ class Scenario:
     baseline: Variant
     candidate: Variant
     goal: str
+    sizes: tuple[str, ...] | None = None  # the sizes it runs at (None: every size)
+    max_memory_ratio: float | None = None  # "memory" scenarios: the goal's peak-memory ratio (>= 1B model, GPU)
 
 
 def _groups_for(size: Size, groups_per_step: int, k: int, seed: int = 0):
@@ -332,7 +352,28 @@ def _dpo_qlora() -> Scenario:
     return Scenario("dpo_qlora", "trl_ext DPOTrainer: LoRA on the unquantised base (bf16 on GPU, fp32 on CPU) vs 4-bit NF4 QLoRA "
                     "(trl_ext.load_policy), same shape",
                     "memory", Variant("LoRA", make(False)), Variant("4-bit QLoRA", make(True)),
-                    "peak memory <= 0.45 x bf16 LoRA for a >= 1B model")
+                    "peak memory <= 1.0 x bf16 LoRA at the 1B shape (activations dominate there)",
+                    max_memory_ratio=1.0)
+
+
+QLORA_LARGE_SHAPE = "llama-3.2-3b"
+
+
+def _dpo_qlora_large() -> Scenario:
+    """Where the weights dominate: a 3.2B model, one pair of 512-token sequences per step, activation checkpointing on
+    in both variants (TRL's DPO computes the log-probabilities through a chunked LM head, so the 128k-vocabulary
+    logits are never held whole)."""
+    def make(quantized: bool):
+        def build(size: Size) -> Built:
+            large = dataclasses.replace(size, prompt_len=256, completion_len=256, activation_checkpointing=True)
+            pairs = expanded_pairs(_groups_for(large, 1, 2))
+            return _dpo_trainer(large, False, pairs, 1, 1, quantized=quantized, shape=QLORA_LARGE_SHAPE)
+        return build
+
+    return Scenario("dpo_qlora_3b", "trl_ext DPOTrainer at Llama-3.2-3B's shape, 1 pair x 512 tokens per step, "
+                    "activation checkpointing in both: bf16 LoRA vs 4-bit NF4 QLoRA (trl_ext.load_policy)",
+                    "memory", Variant("LoRA", make(False)), Variant("4-bit QLoRA", make(True)),
+                    "peak memory <= 0.45 x bf16 LoRA (weights dominate)", sizes=("gpu",), max_memory_ratio=0.45)
 
 
 def _grpo_qlora() -> Scenario:
@@ -342,7 +383,8 @@ def _grpo_qlora() -> Scenario:
     return Scenario("grpo_qlora", "GRPOTrainer (TRL's), rule-based reward: LoRA on the unquantised base (bf16 on GPU, fp32 on CPU) vs "
                     "4-bit NF4 QLoRA policy",
                     "memory", Variant("LoRA", make(False)), Variant("4-bit QLoRA", make(True)),
-                    "peak memory <= 0.45 x bf16 LoRA for a >= 1B model")
+                    "peak memory <= 1.0 x bf16 LoRA at the 1B shape (activations dominate there)",
+                    max_memory_ratio=1.0)
 
 
 def _grpo_overhead() -> Scenario:
@@ -402,5 +444,10 @@ def _ppo_vs_rloo() -> Scenario:
 
 def all_scenarios() -> dict[str, Scenario]:
     scenarios = [_rm_overhead(), _rm_grouped(4), _rm_grouped(8), _dpo_overhead(), _dpo_grouped(), _dpo_qlora(),
-                 _grpo_qlora(), _grpo_overhead(), _grpo_bert(), _ppo_vs_rloo()]
+                 _dpo_qlora_large(), _grpo_qlora(), _grpo_overhead(), _grpo_bert(), _ppo_vs_rloo()]
     return {s.name: s for s in scenarios}
+
+
+def default_scenarios(size: str) -> dict[str, Scenario]:
+    """The scenarios a run at `size` runs when none are named: those made for every size or for this one."""
+    return {name: s for name, s in all_scenarios().items() if s.sizes is None or size in s.sizes}

@@ -32,6 +32,14 @@ SHAPES: dict[str, dict[str, Any]] = {
     "llama-3.2-1b": {"arch": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
                      "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256,
                      "tie_word_embeddings": True, "rope_theta": 500_000.0, "max_position_embeddings": 131072},
+    "llama-3.2-3b": {"arch": "llama", "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
+                     "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
+                     "tie_word_embeddings": True, "rope_theta": 500_000.0, "max_position_embeddings": 131072},
+    # Llama-3.2-1B with hidden size, intermediate size and vocabulary divided by 4 (16 layers kept): with 4x fewer
+    # tokens, weights, activations and logits all shrink 16x, so their shares of a step's memory are the 1B shape's.
+    "llama-3.2-1b-quarter": {"arch": "llama", "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 16,
+                             "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 32064,
+                             "tie_word_embeddings": True, "rope_theta": 500_000.0, "max_position_embeddings": 131072},
     "smollm2-135m": {"arch": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
                      "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
                      "tie_word_embeddings": True, "rope_theta": 100_000.0, "max_position_embeddings": 8192},
@@ -50,7 +58,9 @@ SHAPES: dict[str, dict[str, Any]] = {
 # Which public checkpoint each shape copies (reported with the results).
 SHAPE_SOURCES = {
     "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B config", "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B config",
-    "llama-3.2-1b": "meta-llama/Llama-3.2-1B config", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M config",
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B config", "llama-3.2-3b": "meta-llama/Llama-3.2-3B config",
+    "llama-3.2-1b-quarter": "meta-llama/Llama-3.2-1B config, hidden/intermediate/vocabulary divided by 4",
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M config",
     "bert-base": "google-bert/bert-base-uncased config", "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2 config",
     "tiny-llama": "tiny Llama (harness smoke shape)", "tiny-bert": "tiny BERT (harness smoke shape)",
 }
@@ -99,19 +109,28 @@ def build_model(shape: str, head: str, dtype: torch.dtype = torch.float32, seed:
     torch.manual_seed(seed)
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    if head == "bert_cls_reward":
-        from trl_ext import BertClsRewardConfig, BertClsRewardModel
+    # Random initialisation on the GPU when there is one: a 3B model initialises in seconds there, minutes on a CPU.
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        if head == "bert_cls_reward":
+            from trl_ext import BertClsRewardConfig, BertClsRewardModel
 
-        model = BertClsRewardModel(BertClsRewardConfig(encoder_config=config))
-    elif head == "seq_cls":
-        model = AutoModelForSequenceClassification.from_config(config)
-    else:
-        model = AutoModelForCausalLM.from_config(config)
+            model = BertClsRewardModel(BertClsRewardConfig(encoder_config=config))
+        elif head == "seq_cls":
+            model = AutoModelForSequenceClassification.from_config(config)
+        else:
+            model = AutoModelForCausalLM.from_config(config)
     model.to(dtype)
     from .measure import parameter_count
 
     n_params = parameter_count(model)
     model.save_pretrained(path)
+    del model
+    if torch.cuda.is_available():
+        # Building is not part of what the harness measures (a variant's model load + training): the first variant
+        # of a scenario builds the model inside its measurement, so the build's GPU memory is released and the peak
+        # counter restarted here.
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     if not is_bert:
         tokenizer.save_pretrained(path)
     built = BuiltModel(path=str(path), shape=shape, head=head, n_params=n_params)

@@ -33,6 +33,7 @@ from trl import ModelConfig  # noqa: E402
 
 from recipe_utils import (  # noqa: E402
     MathsRLScriptArguments,
+    check_answer_row,
     greedy_answer_accuracy,
     load_policy_and_tokenizer,
     load_splits,
@@ -51,8 +52,8 @@ def main(script_args: MathsRLScriptArguments, training_args: GRPOConfig, model_a
     """Train, report held-out greedy answer accuracy before/after, save the adapter; returns the figures and trainer."""
     start = time.perf_counter()
     with one_line_errors():  # a bad data file: one line naming the file's row, before any model loads
-        splits = load_splits(script_args, DEFAULT_DATA, training_args.seed)
-    train, test = prompt_answer_dataset(splits["train"]), prompt_answer_dataset(splits["test"])
+        splits = load_splits(script_args, DEFAULT_DATA, training_args.seed, check_row=check_answer_row)
+        train, test = prompt_answer_dataset(splits["train"]), prompt_answer_dataset(splits["test"])
     model, peft_config, tokenizer = load_policy_and_tokenizer(model_args, training_args)
     trainer = GRPOTrainer(model, reward_funcs=maths_rewards(script_args, training_args), args=training_args,
                           train_dataset=train, processing_class=tokenizer, peft_config=peft_config)

@@ -146,13 +146,16 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out rows (quick runs)."})
 
 
-def load_splits(args: DataArguments, default_path: str | os.PathLike, seed: int, on_invalid_rows: str = "raise"):
+def load_splits(args: DataArguments, default_path: str | os.PathLike, seed: int, on_invalid_rows: str = "raise",
+                check_row: Any = None):
     """`train`/`test` splits (a `DatasetDict`) from a hub dataset, a local file with a `split` column, or a seeded
     random hold-out. Caps from `max_train_samples` / `max_eval_samples` are applied.
 
     A local file is checked before it is split, so errors name the file's own row numbers: ranked rows as the
-    trainers check them, a `weight` column (finite, >= 0), and `split` values other than the two split names. With
-    `on_invalid_rows="skip"` bad rows are dropped and counted in one printed line instead.
+    trainers check them, a `weight` column (finite, >= 0), `check_row(row, index)` when given (a recipe's own rule,
+    e.g. [`check_answer_row`]), and `split` values other than the two split names. With `on_invalid_rows="skip"` bad
+    rows are dropped and counted in one printed line instead. A hub dataset's rows are checked with `check_row` per
+    split.
     """
     from datasets import DatasetDict, load_dataset
 
@@ -162,9 +165,15 @@ def load_splits(args: DataArguments, default_path: str | os.PathLike, seed: int,
             splits = DatasetDict(train=data[args.dataset_train_split], test=data[args.dataset_test_split])
         else:
             splits = data[args.dataset_train_split].train_test_split(test_size=args.eval_fraction, seed=seed)
+        for name, split in splits.items() if check_row is not None else ():
+            for index, row in enumerate(split):
+                try:
+                    check_row(row, index)
+                except ValueError as err:
+                    raise ValueError(f"{args.dataset_name} {name} split: {err}") from None
     else:
         path = Path(args.dataset_path or default_path)
-        dataset = _checked_file(path, on_invalid_rows)
+        dataset = _checked_file(path, on_invalid_rows, check_row)
         if "split" in dataset.column_names:
             names = (args.dataset_train_split, args.dataset_test_split)
             others = {value: n for value, n in Counter(dataset["split"]).items() if value not in names}
@@ -187,19 +196,25 @@ def load_splits(args: DataArguments, default_path: str | os.PathLike, seed: int,
     return splits
 
 
-def _checked_file(path: Path, on_invalid_rows: str):
+def _checked_file(path: Path, on_invalid_rows: str, check_row: Any = None):
     """The rows of a local preference file, each checked with its row number in the file."""
     from trl_ext import is_ranked_dataset, load_preference_file, validate_ranked_example
     from trl_ext.data import check_weight
 
     dataset = load_preference_file(path)
     ranked = is_ranked_dataset(dataset.column_names)
-    if not ranked and "weight" not in dataset.column_names:
+    weighted = "weight" in dataset.column_names
+    if not ranked and not weighted and check_row is None:
         return dataset
     bad: list[tuple[int, str]] = []
     for index, row in enumerate(dataset):
         try:
-            validate_ranked_example(row, index) if ranked else check_weight(row["weight"], index)
+            if ranked:
+                validate_ranked_example(row, index)
+            elif weighted:
+                check_weight(row["weight"], index)
+            if check_row is not None:
+                check_row(row, index)
         except ValueError as err:
             if on_invalid_rows != "skip":
                 raise ValueError(f"{path}: {err}") from None
@@ -211,11 +226,34 @@ def _checked_file(path: Path, on_invalid_rows: str):
     return dataset
 
 
+def check_answer_row(row: dict, index: int) -> None:
+    """A row's `answer`, when it has one, must hold a number (a number, or text whose last number is the answer, as
+    GSM8K's '... #### 72'): `final_number_reward` compares each completion's last number with it, so an answer without
+    one would score every completion 0 (or stop the run mid-training). A row without `answer` passes."""
+    import math
+
+    from trl_ext.rewards import last_number
+
+    if "answer" not in row:
+        return
+    answer = row["answer"]
+    if isinstance(answer, bool) or answer is None:
+        number = None
+    elif isinstance(answer, (int, float)):
+        number = answer if math.isfinite(answer) else None
+    else:
+        number = last_number(str(answer))
+    if number is None:
+        raise ValueError(f"row {index}, field 'answer': {answer!r} holds no number to compare the completion's last "
+                         "number with")
+
+
 def prompt_answer_dataset(dataset):
     """Prompt-only rows with an `answer` column for online RL with `final_number_reward`.
 
     Ranked data: the answer is the last number of the best-ranked completion (the bundled arithmetic data). Data
-    that already has `prompt` and `answer` passes through; GSM8K/SVAMP-style `question` columns become `prompt`.
+    that already has `prompt` and `answer` passes through, each answer checked by [`check_answer_row`];
+    GSM8K/SVAMP-style `question` columns become `prompt`.
     """
     from trl_ext import is_ranked_dataset
     from trl_ext.rewards import completion_text, last_number
@@ -225,6 +263,8 @@ def prompt_answer_dataset(dataset):
         dataset = dataset.rename_column("question", "prompt")
         columns = dataset.column_names
     if "answer" in columns:
+        for index, answer in enumerate(dataset["answer"]):
+            check_answer_row({"answer": answer}, index)
         return dataset.select_columns(["prompt", "answer"])
     if not is_ranked_dataset(columns):
         raise ValueError(f"Need an 'answer' column or ranked completions to take answers from; columns: {columns}")

@@ -19,7 +19,7 @@ import warnings
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 #: The version ranges the test suite passes on (both ends tested); `pyproject.toml` declares the same ranges.
 TESTED_VERSIONS: dict[str, str] = {"trl": ">=1.16,<1.17", "transformers": ">=5.23,<5.25"}
@@ -54,11 +54,21 @@ HOOKS: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def check_versions() -> list[str]:
-    """Warn (once per process) for each of trl / transformers installed outside `TESTED_VERSIONS`."""
+    """Warn (once per process) for each of trl / transformers installed outside `TESTED_VERSIONS`, and for a
+    `__version__` that is not a version number (a source build's "main@abc123"): a warning, never an import error."""
     # the module objects as imported now: transformers swaps its lazy module object in sys.modules on first use
-    found = {name: importlib.import_module(name).__version__ for name in TESTED_VERSIONS}
-    outside = [f"{name} {found[name]} (tested {spec})" for name, spec in TESTED_VERSIONS.items()
-               if Version(found[name]) not in SpecifierSet(spec, prereleases=True)]
+    found = {name: getattr(importlib.import_module(name), "__version__", None) for name in TESTED_VERSIONS}
+    outside = []
+    for name, spec in TESTED_VERSIONS.items():
+        try:
+            inside = Version(str(found[name])) in SpecifierSet(spec, prereleases=True)
+        except InvalidVersion:
+            warnings.warn(f"trl_ext cannot read the version of {name} ({found[name]!r}); it was tested with "
+                          f"{name}{spec}.", UserWarning, stacklevel=2)
+            outside.append(f"{name} {found[name]!r} (unreadable, tested {spec})")
+            continue
+        if not inside:
+            outside.append(f"{name} {found[name]} (tested {spec})")
     if outside:
         warnings.warn(
             f"trl_ext was tested with {', '.join(f'{n}{s}' for n, s in TESTED_VERSIONS.items())}, found "
@@ -118,6 +128,15 @@ def dataset_column_names(dataset: Any) -> list[str]:
     from trl.data_utils import get_dataset_column_names
 
     return list(get_dataset_column_names(dataset))
+
+
+def main_process_first():
+    """`trl.trainer.utils.global_then_local_main_first`: a context in which the global main process runs first, then
+    each node's local main, then the other processes. TRL's `_prepare_dataset` runs its dataset maps under it, so that
+    processes neither repeat work the main process cached nor race on the cache files; our own maps run under it too."""
+    from trl.trainer.utils import global_then_local_main_first
+
+    return global_then_local_main_first()
 
 
 def sub_config_spec(config_class: type, model_type: str) -> Any:
@@ -260,3 +279,23 @@ def hook_parameters(owner: str, name: str) -> tuple[str, ...]:
     module, cls = owner.split(".")
     target = getattr(importlib.import_module(module), cls)
     return tuple(inspect.signature(getattr(target, name)).parameters)
+
+
+def unwrap_for_generation(model: Any, accelerator: Any) -> Any:
+    """`trl.models.utils.unwrap_model_for_generation`: a context yielding the bare model for generation (DDP/FSDP
+    unwrapped, ZeRO-3 parameters gathered)."""
+    from trl.models.utils import unwrap_model_for_generation
+
+    return unwrap_model_for_generation(model, accelerator)
+
+
+def kv_cache_keyword(model: Any) -> str:
+    """The forward keyword that takes a KV cache: `cache` (transformers 5.24) or `past_key_values` (5.23)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def output_kv_cache(output: Any) -> Any:
+    """The KV cache a forward returned: `output.cache` (transformers 5.24) or `output.past_key_values` (5.23)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)

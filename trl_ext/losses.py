@@ -47,6 +47,7 @@ def grouped_bradley_terry_loss(
     pair_group: torch.Tensor,
     num_groups: int | None = None,
     group_weight: torch.Tensor | None = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """InstructGPT-style grouped ranking loss: mean over groups of the mean over that group's pairs of
     −log σ(r_better − r_worse).
@@ -58,8 +59,11 @@ def grouped_bradley_terry_loss(
         rewards: `[N]` one reward per completion (each completion forwarded once).
         pair_index: `[P, 2]` long, `(better, worse)` indices into `rewards`.
         pair_group: `[P]` long, the group (0..G-1) each pair belongs to. Every group must own at least one pair.
-        num_groups: G; inferred as `pair_group.max() + 1` when omitted.
+        num_groups: G; inferred as `pair_group.max() + 1` when omitted, which reads the device (a host sync): pass it
+            inside a training step.
         group_weight: optional `[G]` weight of each group.
+        validate: check that every group owns a pair (a host sync). With `validate=False` and `num_groups` given the
+            loss never waits for the device; a group without pairs then makes the loss NaN.
     """
     if pair_index.ndim != 2 or pair_index.shape[1] != 2:
         raise ValueError(f"pair_index must have shape [P, 2], got {tuple(pair_index.shape)}.")
@@ -68,8 +72,10 @@ def grouped_bradley_terry_loss(
     if num_groups is None:
         num_groups = int(pair_group.max().item()) + 1
     losses = -F.logsigmoid(rewards[pair_index[:, 0]] - rewards[pair_index[:, 1]])
-    pairs_per_group = torch.bincount(pair_group, minlength=num_groups).to(losses.dtype)
-    if (pairs_per_group == 0).any():
+    # index_add_, not bincount: on CUDA bincount reads the largest index back to size its output (a host sync)
+    pairs_per_group = torch.zeros(num_groups, dtype=losses.dtype, device=losses.device).index_add_(
+        0, pair_group, torch.ones_like(losses))
+    if validate and (pairs_per_group == 0).any():
         empty = torch.nonzero(pairs_per_group == 0).flatten().tolist()
         raise ValueError(f"groups {empty} have no pairs; drop all-tied and K<2 groups before the loss.")
     if group_weight is not None and group_weight.shape != (num_groups,):
@@ -104,7 +110,8 @@ def plackett_luce_loss(
         scores: `[N]` one score per completion (reward model output, or DPO's β·log-ratio).
         ranks: `[N]` gold ranks, 0 = best; equal ranks are ties.
         group: `[N]` long, the group (0..G-1) of each completion.
-        num_groups: G; inferred as `group.max() + 1` when omitted.
+        num_groups: G; inferred as `group.max() + 1` when omitted, which reads the device (a host sync): the trainers
+            pass it (the batch's `group_weight` has G entries).
         group_weight: optional `[G]` weights (finite, ≥ 0) of the weighted mean over groups.
         top_k: optional number of head positions that contribute.
     """

@@ -7,6 +7,10 @@ Two families of metrics:
 * ranked groups (K completions of one prompt with gold ranks, 0 = best): :func:`kendall_tau`, :func:`spearman`,
   :func:`top1_correct`, :func:`ndcg`, bundled by :func:`group_ranking_metrics`.
 
+These take Python floats or tensors, one group at a time, and compute in float64 on the CPU: they are the references.
+Training loops use their batched versions, which stay on the tensors' device and never wait for it:
+:func:`batched_ranking_metrics` (every group of a `[G, K]` layout at once) and :func:`pairwise_auc_tensor`.
+
 Ranked-group convention: ``pred`` are predicted rewards (higher = better) and ``gold_ranks`` are gold ranks
 (lower = better), so a perfect model scores +1 on the correlations, i.e. they measure the correlation of ``pred``
 with ``-gold_ranks``. Undefined values (constant inputs, fewer than two items, empty input) are ``float("nan")``
@@ -241,3 +245,129 @@ def group_ranking_metrics(rewards: ScoreLike, ranks: ScoreLike, k: int | None = 
     if k is not None:
         metrics[f"ndcg@{k}"] = ndcg(rewards, ranks, k)
     return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Batched, on-device versions for training loops: no host sync, every group at once
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def ranking_metric_names(k: int | None = None) -> list[str]:
+    """The keys of [`batched_ranking_metrics`] and [`group_ranking_metrics`], in order."""
+    return ["kendall_tau", "spearman", "top1_accuracy", "ndcg"] + ([f"ndcg@{k}"] if k is not None else [])
+
+
+def _metric_dtype(device: torch.device) -> torch.dtype:
+    # float64 where the device has it (rank sums and 2^level gains stay exact); Apple's MPS has no float64
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def batched_ranking_metrics(
+    scores: torch.Tensor, ranks: torch.Tensor, mask: torch.Tensor | None = None, k: int | None = None
+) -> dict[str, torch.Tensor]:
+    """[`group_ranking_metrics`] of G groups at once: `[G]` tensors on the input's device, computed without a host sync.
+
+    Args:
+        scores: `[G, K]` predicted rewards (higher = better), group g's completions in row g.
+        ranks: `[G, K]` gold ranks (0 = best).
+        mask: optional `[G, K]` bool, False on padding (groups of different sizes share one `[G, K]` layout).
+        k: also return `ndcg@k`.
+
+    Each value equals the per-group function on the group's valid entries (Kendall's τ-b with ties, Spearman's ρ on
+    average ranks, top-1 with a tied argmax counting the fraction that is gold-best, NDCG with 2^level − 1 gains and
+    tied predictions sharing their positions' mean discount): the pairwise comparisons are `[G, K, K]` tensors instead
+    of loops. NaN where the metric is undefined (as the per-group functions), and for every metric of a group with a
+    NaN score or rank among its valid entries (the per-group functions raise there).
+
+    Raises:
+        ValueError: on shapes that do not match, or `k` < 1.
+    """
+    if scores.ndim != 2 or ranks.shape != scores.shape or (mask is not None and mask.shape != scores.shape):
+        raise ValueError(f"scores, ranks and mask must be [G, K] of one shape, got {tuple(scores.shape)}, "
+                         f"{tuple(ranks.shape)}" + ("" if mask is None else f", {tuple(mask.shape)}") + ".")
+    if k is not None and k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    dtype = _metric_dtype(scores.device)
+    x, gold = scores.detach().to(dtype), ranks.detach().to(device=scores.device, dtype=dtype)
+    valid = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.to(device=x.device, dtype=torch.bool)
+    broken = ((torch.isnan(x) | torch.isnan(gold)) & valid).any(dim=1)
+    x = torch.where(valid & ~torch.isnan(x), x, torch.zeros_like(x))  # padding and NaN: any number, masked below
+    gold = torch.where(valid & ~torch.isnan(gold), gold, torch.zeros_like(gold))
+    n = valid.sum(dim=1).to(dtype)
+    pair = valid[:, :, None] & valid[:, None, :]  # [G, i, j]: both entries real
+    dx = x[:, :, None] - x[:, None, :]  # x_i − x_j
+    dy = gold[:, None, :] - gold[:, :, None]  # y_i − y_j with y = −gold (higher = better on both sides)
+    nan = torch.full_like(n, float("nan"))
+
+    # Kendall τ-b = (C − D) / sqrt((n0 − T_x)(n0 − T_y)); Σ over ordered pairs of sign·sign is 2(C − D)
+    sx, sy = torch.sign(dx) * pair, torch.sign(dy) * pair
+    tied_x, tied_y = (dx == 0) & pair, (dy == 0) & pair  # the diagonal included: n of them
+    n0 = n * (n - 1) / 2
+    ties_x = (tied_x.sum(dim=(1, 2)).to(dtype) - n) / 2
+    ties_y = (tied_y.sum(dim=(1, 2)).to(dtype) - n) / 2
+    denom = (n0 - ties_x) * (n0 - ties_y)
+    tau = torch.where(denom > 0, (sx * sy).sum(dim=(1, 2)) / 2 / denom.clamp(min=1e-300).sqrt(), nan)
+
+    # Spearman ρ: Pearson correlation of 1-based average ranks, rank_i = #{j: x_j < x_i} + (#{j: x_j = x_i} + 1) / 2
+    def average_ranks(diff: torch.Tensor, tied: torch.Tensor) -> torch.Tensor:
+        return ((diff > 0) & pair).sum(dim=2).to(dtype) + (tied.sum(dim=2).to(dtype) + 1) / 2
+
+    mean_rank = ((n + 1) / 2)[:, None]  # average ranks always sum to n(n+1)/2
+    rx = (average_ranks(dx, tied_x) - mean_rank) * valid
+    ry = (average_ranks(dy, tied_y) - mean_rank) * valid
+    var = (rx * rx).sum(dim=1) * (ry * ry).sum(dim=1)
+    rho = torch.where(var > 0, ((rx * ry).sum(dim=1) / var.clamp(min=1e-300).sqrt()).clamp(-1.0, 1.0), nan)
+
+    # top-1: the fraction of the (tied) argmaxes of the scores that are gold-best
+    is_argmax = valid & (x == torch.where(valid, x, float("-inf")).amax(dim=1, keepdim=True))
+    is_best = valid & (gold == torch.where(valid, gold, float("inf")).amin(dim=1, keepdim=True))
+    top1 = (is_argmax & is_best).sum(dim=1).to(dtype) / is_argmax.sum(dim=1).to(dtype)  # 0/0 = NaN for K = 0
+
+    # NDCG: gold level = number of distinct gold ranks better than one's own (0 = best), gain 2^(L−1−level) − 1
+    same_gold = tied_y.sum(dim=2).to(dtype).clamp(min=1)  # multiplicity of each gold rank in its group
+    level = (((dy < 0) & pair).to(dtype) / same_gold[:, None, :]).sum(dim=2).round()  # Σ_j [g_j < g_i] / mult_j
+    top_level = torch.where(valid, level, torch.zeros_like(level)).amax(dim=1, keepdim=True)
+    gains = (torch.exp2(top_level - level) - 1) * valid
+    ideal_gains = torch.sort(gains, dim=1, descending=True).values
+    positions = torch.arange(x.shape[1], device=x.device, dtype=dtype)
+    better = ((dx < 0) & pair).sum(dim=2)  # strictly higher scores: the first position of one's tie block
+    span = tied_x.sum(dim=2).clamp(min=1)  # the tie block's size
+
+    def ndcg_at(cutoff: int | None) -> torch.Tensor:
+        discounts = 1.0 / torch.log2(positions + 2.0)
+        if cutoff is not None:
+            discounts = discounts * (positions < cutoff)
+        ideal = (ideal_gains * discounts).sum(dim=1)
+        cumulative = torch.cat([discounts.new_zeros(1), discounts.cumsum(dim=0)])
+        shared = (cumulative[better + span] - cumulative[better]) / span.to(dtype)  # mean discount of the tie block
+        return torch.where(ideal > 0, (gains * shared).sum(dim=1) / ideal.clamp(min=1e-300), nan)
+
+    values = {"kendall_tau": tau, "spearman": rho, "top1_accuracy": top1, "ndcg": ndcg_at(None)}
+    if k is not None:
+        values[f"ndcg@{k}"] = ndcg_at(k)
+    return {name: torch.where(broken, nan, value) for name, value in values.items()}
+
+
+def _sorted_average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """1-based average ranks of a 1-D tensor (ties share their mean rank) without a host sync: `torch.unique` has a
+    data-dependent size, `searchsorted` on the sorted values does not."""
+    ordered = torch.sort(values).values
+    first = torch.searchsorted(ordered, values, right=False)
+    last = torch.searchsorted(ordered, values, right=True)
+    return (first + last + 1).to(values.dtype) / 2
+
+
+def pairwise_auc_tensor(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """[`pairwise_auc`] as a 0-dim tensor on the inputs' device, without a host sync (float64 where the device has it):
+    the Mann-Whitney U of the pooled average ranks, ties counting half. NaN when either side is empty, and when a
+    score is NaN (the float version raises)."""
+    dtype = _metric_dtype(positive.device)
+    pos = positive.detach().reshape(-1).to(dtype)
+    neg = negative.detach().reshape(-1).to(device=pos.device, dtype=dtype)
+    n_pos, n_neg = pos.numel(), neg.numel()
+    if n_pos == 0 or n_neg == 0:
+        return torch.full((), float("nan"), dtype=dtype, device=pos.device)
+    pooled = torch.cat([pos, neg])
+    u = _sorted_average_ranks(pooled)[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
+    auc = u / (n_pos * n_neg)
+    return torch.where(torch.isnan(pooled).any(), torch.full_like(auc, float("nan")), auc)

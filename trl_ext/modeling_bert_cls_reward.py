@@ -4,7 +4,9 @@
 The model is a regular `transformers.PreTrainedModel` returning `logits` of shape `[B, 1]`, so TRL code that expects a
 sequence-classification reward model (`RewardTrainer`, GRPO `reward_funcs`) accepts it. Its config is registered with
 the Auto classes when this module is imported (by `trl_ext.BertClsRewardModel`, the RewardTrainer or
-`TextRewardModel`): then `AutoModelForSequenceClassification.from_pretrained(saved_dir)` reloads it.
+`TextRewardModel`): then `AutoModelForSequenceClassification.from_pretrained(saved_dir)` reloads it. A saved model also
+carries `trl_ext_bert_cls_reward.py` and an `auto_map`: where trl_ext is not imported, transformers' error asks for
+`trust_remote_code=True`, with which that file imports trl_ext's classes and the model loads.
 
 Inputs are the sentence pair (prompt, response): `[CLS] prompt [SEP] response [SEP]` with `token_type_ids` 0 for the
 prompt and 1 for the response. `encode_prompt_response` builds that pair and truncates the *prompt from the left* so
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +85,25 @@ def is_encoder_config(config: PreTrainedConfig) -> bool:
 POOLINGS = ("cls", "mean")
 
 
+#: The module a saved [`BertClsRewardModel`] carries next to its weights, named by the `auto_map` of its config.json:
+#: with `trust_remote_code=True`, transformers runs it, and it only imports trl_ext's own classes.
+LOADER_FILE = "trl_ext_bert_cls_reward.py"
+LOADER_SOURCE = '''"""A trl_ext BERT-CLS reward model (https://pypi.org/project/trl-ext/).
+
+Load it with trl_ext installed (`pip install trl-ext`) in either of two ways:
+
+    import trl_ext  # registers the model type "bert_cls_reward" with the Auto classes
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)  # runs this file
+
+This file holds no model code: it imports trl_ext's classes.
+"""
+
+from trl_ext.modeling_bert_cls_reward import BertClsRewardConfig, BertClsRewardModel  # noqa: F401
+'''
+
+
 class BertClsRewardConfig(PreTrainedConfig):
     r"""Config of [`BertClsRewardModel`].
 
@@ -103,9 +125,9 @@ class BertClsRewardConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     pooling: str = "cls"
     # Written into config.json: transformers alone does not know this model type.
-    loading_hint: str = ("A trl_ext BERT-CLS reward model: `pip install trl-ext`, then `import "
-                         "trl_ext.modeling_bert_cls_reward` (or use trl_ext.BertClsRewardModel) before "
-                         "AutoModelForSequenceClassification.from_pretrained.")
+    loading_hint: str = ("A trl_ext BERT-CLS reward model: `pip install trl-ext`, then `import trl_ext` before "
+                         "AutoModelForSequenceClassification.from_pretrained, or pass trust_remote_code=True (it runs "
+                         "trl_ext_bert_cls_reward.py, which imports trl_ext's classes).")
 
     def __post_init__(self, **kwargs):
         if self.pooling not in POOLINGS:
@@ -113,6 +135,10 @@ class BertClsRewardConfig(PreTrainedConfig):
         # A reward model has exactly one output: the scalar reward.
         kwargs["num_labels"] = 1
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: Any = "AutoConfig") -> None:
+        """Kept a no-op, as [`BertClsRewardModel.register_for_auto_class`]: `import trl_ext` registers the config."""
 
     @property
     def hidden_size(self) -> int:
@@ -148,6 +174,26 @@ class BertClsRewardModel(PreTrainedModel):
         self.post_init()
         if config.freeze_encoder:
             self.freeze_encoder()
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: Any = "AutoModelForSequenceClassification") -> None:
+        """Kept a no-op: `import trl_ext` registers this class with the Auto classes. transformers calls this after
+        loading a checkpoint through its `auto_map` (`trust_remote_code=True`); the real method would make later
+        saves copy this module's source into the checkpoint, whose `auto_map` must keep pointing at the
+        [`LOADER_FILE`] that imports trl_ext."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus what makes the checkpoint loadable where trl_ext is not imported:
+        an `auto_map` in config.json and [`LOADER_FILE`], a two-line module that imports these classes from trl_ext.
+        `AutoModelForSequenceClassification.from_pretrained(dir)` then fails with transformers' error asking for
+        `trust_remote_code=True` (instead of "does not recognize this architecture"), and loads with it (or after
+        `import trl_ext`)."""
+        self.config.auto_map = {"AutoConfig": f"{LOADER_FILE[:-3]}.BertClsRewardConfig",
+                                "AutoModelForSequenceClassification": f"{LOADER_FILE[:-3]}.BertClsRewardModel"}
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            with open(os.path.join(save_directory, LOADER_FILE), "w", encoding="utf-8") as handle:
+                handle.write(LOADER_SOURCE)
 
     def _init_weights(self, module: nn.Module) -> None:
         if module is getattr(self, "score", None):
@@ -251,10 +297,15 @@ class PairEncoding:
     prompt_tokens_dropped: int
 
 
+# tokenizer -> its backend without padding/truncation. Kept here, not as an attribute of the user's tokenizer: a
+# tokenizer is the user's object (and `datasets` fingerprints map functions by pickling what they hold).
+_CLEAN_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _clean_backend(tokenizer: PreTrainedTokenizerBase):
     # The fast tokenizer's backend may carry padding/truncation settings from its checkpoint (sentence-transformers
     # saves `max_seq_length` padding); a private copy without them encodes the exact ids.
-    backend = getattr(tokenizer, "_trl_ext_clean_backend", None)
+    backend = _CLEAN_BACKENDS.get(tokenizer)
     if backend is None:
         if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "backend_tokenizer", None) is None:
             raise TypeError(
@@ -266,7 +317,7 @@ def _clean_backend(tokenizer: PreTrainedTokenizerBase):
         backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
         backend.no_padding()
         backend.no_truncation()
-        tokenizer._trl_ext_clean_backend = backend
+        _CLEAN_BACKENDS[tokenizer] = backend
     return backend
 
 

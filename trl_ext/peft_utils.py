@@ -14,7 +14,8 @@ trainer = DPOTrainer(model, args=DPOConfig(...), train_dataset=..., processing_c
 ```
 
 * `load_in_4bit`: NF4 weights with double quantisation and a bf16 compute dtype where supported ([`bnb_4bit_config`]),
-  prepared for k-bit training (frozen base, fp32 norms/embeddings) with activation checkpointing.
+  frozen, with embeddings, LM head and norms kept in the compute dtype (not upcast to fp32; see [`load_policy`]),
+  the 4-bit weights stored in that dtype too (shardable by ZeRO-3/FSDP), and activation checkpointing.
 * `use_peft`: LoRA on all linear layers by default ([`lora_config`], built with `trl.get_peft_config`).
 * Reference model: none is loaded. With a fresh adapter TRL computes the reference with the adapter disabled (the bare
   base); with `adapter_path` the model comes back as a `PeftModel` holding the SFT adapter (trainable) and TRL 1.16's
@@ -130,6 +131,11 @@ def bnb_4bit_config(
     * **Double quantisation** (quantising the quantisation constants, ~0.4 bit/parameter saved at no measurable
       quality cost, QLoRA paper) is on unless `double_quant=False`. `ModelConfig.use_bnb_nested_quant` defaults to
       False and an explicit False can't be told from the default, so it only ever agrees with this choice.
+    * **Storage dtype**: the packed 4-bit weights are stored in tensors of the compute dtype (four 4-bit values per
+      bf16 element: the same bytes as two per uint8) unless `ModelConfig.bnb_4bit_quant_storage` names one. FSDP2
+      shards only floating-point parameters (accelerate leaves uint8 4-bit weights whole on every process), and
+      DeepSpeed ZeRO-3 and FSDP1 flatten a module's tensors together only when they share one dtype; the
+      sharded-QLoRA guides of peft and bitsandbytes set the storage to the compute dtype for both.
 
     Args:
         model_args: TRL's model arguments (`None`: all defaults).
@@ -161,6 +167,7 @@ def bnb_4bit_config(
         load_in_8bit=False,
         use_bnb_nested_quant=True if double_quant is None else bool(double_quant),
         dtype=str(dtype).removeprefix("torch."),
+        bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage or str(dtype).removeprefix("torch."),
     )
     return get_quantization_config(args_4bit)
 
@@ -192,9 +199,39 @@ def lora_config(model_args: ModelConfig, task_type: str | None = None) -> LoraCo
     return get_peft_config(args)
 
 
+class UnsupportedEngineError(ValueError):
+    """A model / trainer / distributed-engine combination that cannot work, refused by name before any library fails
+    on it. The message names the combination, the reason and what to use instead."""
+
+
+def sharding_engine() -> str | None:
+    """`"DeepSpeed ZeRO-3"` or `"FSDP"` when this process's model will be sharded by one of them, else `None`.
+
+    Read from what `accelerate launch` exports (`ACCELERATE_USE_DEEPSPEED` with `ACCELERATE_DEEPSPEED_ZERO_STAGE=3`,
+    `ACCELERATE_USE_FSDP`) and from transformers' `is_deepspeed_zero3_enabled()` (true once a ZeRO-3 `TrainingArguments`
+    exists), so it is known before the model is loaded.
+    """
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    env = os.environ
+    if is_deepspeed_zero3_enabled() or (
+        env.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+        and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    ):
+        return "DeepSpeed ZeRO-3"
+    if env.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "FSDP"
+    return None
+
+
 def _kbit_device_map() -> dict[str, int] | None:
     # bitsandbytes quantises while loading, on the device the weights land on: put the whole model on this process's
     # accelerator (one copy per DDP rank). On CPU, no device map: bitsandbytes >= 0.45 quantises on the CPU.
+    # Under ZeRO-3 / FSDP no device map either (transformers refuses one under ZeRO-3; both engines place and shard
+    # the weights themselves): transformers then quantises on the current accelerator, as peft's sharded-QLoRA guide
+    # does.
+    if sharding_engine() is not None:
+        return None
     if torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()):
         from accelerate import PartialState
 
@@ -256,14 +293,15 @@ def load_policy(
     adapter_path: str | os.PathLike | None = None,
     activation_checkpointing: bool = True,
     activation_checkpointing_kwargs: dict[str, Any] | None = None,
+    upcast_norms_and_embeddings: bool = False,
     model_cls: Any = AutoModelForCausalLM,
     **from_pretrained_kwargs: Any,
 ) -> tuple[PreTrainedModel, PeftConfig | None]:
     """Load a policy and return `(model, peft_config)` to hand to a TRL trainer as `Trainer(model, ...,
     peft_config=peft_config)`.
 
-    * `use_peft`, no `adapter_path`: the base model (4-bit NF4 when `load_in_4bit`, 8-bit when `load_in_8bit`,
-      prepared with `peft.prepare_model_for_kbit_training`) and a [`lora_config`] on all linear layers. The trainer
+    * `use_peft`, no `adapter_path`: the base model (4-bit NF4 when `load_in_4bit`, 8-bit when `load_in_8bit`; every
+      base parameter frozen) and a [`lora_config`] on all linear layers. The trainer
       wraps it; the reference is the same base with the adapter disabled, so one copy of the base is in memory
       (`trainer.ref_model is None`).
     * `adapter_path` (a saved LoRA adapter, e.g. from SFT): a `PeftModel` with that adapter loaded as `"default"`
@@ -280,9 +318,23 @@ def load_policy(
     device's native compute dtype ([`auto_dtype`]: bf16 on GPUs and CPUs that compute it natively, float32
     elsewhere; logged once at INFO), not the checkpoint's; a named dtype is used as given.
 
+    A 4-bit base keeps its unquantised parameters (embeddings, LM head, norms) in the 4-bit compute dtype
+    ([`bnb_4bit_config`]: bf16 where native) and its 4-bit weights stored in that dtype too, so the residual stream,
+    the activations kept for backward and the logits are in the compute dtype, as with a bf16 LoRA base. Unlike
+    `peft.prepare_model_for_kbit_training`, they are not upcast to float32: at Llama-3.2-1B's shape the fp32 tied
+    embedding alone is 1 GiB (the 4-bit blocks are 0.5 GiB), and an fp32 residual stream doubles the activations.
+    `upcast_norms_and_embeddings=True` asks for peft's fp32 upcast (`prepare_model_for_kbit_training`: fp32 norms
+    and embeddings, for numerical stability). TRL 1.16's own trainers no longer apply
+    it, so with them a QLoRA base loaded in bf16 trains with bf16 norms and embeddings as well. The LoRA adapters are
+    created by peft in float32 either way; TRL 1.16's trainers then cast the adapters of a quantised base to bf16
+    (QLoRA paper), which trl_ext leaves as TRL does it.
+    Under DeepSpeed ZeRO-3 or FSDP ([`sharding_engine`]) no `device_map` is passed, so that the engine places and
+    shards the weights.
+
     Raises:
         ValueError: `load_in_4bit` and `load_in_8bit` both set; k-bit loading without `use_peft` or `adapter_path`
-            (quantised weights can't be fine-tuned directly); no model path.
+            (quantised weights can't be fine-tuned directly); no model path; `upcast_norms_and_embeddings` without
+            a quantised base.
         FileNotFoundError: `adapter_path` missing or not an adapter directory.
     """
     if not isinstance(model_args, ModelConfig):
@@ -293,6 +345,18 @@ def load_policy(
             "ModelConfig has load_in_4bit=True and load_in_8bit=True: choose one quantisation (4-bit for QLoRA)."
         )
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    if upcast_norms_and_embeddings and not quantized:
+        raise ValueError(
+            "upcast_norms_and_embeddings=True applies to a quantised base (ModelConfig.load_in_4bit or load_in_8bit), "
+            "but both are False: load the model with dtype='float32' instead."
+        )
+    engine = sharding_engine() if quantized else None
+    if model_args.load_in_8bit and engine is not None:
+        raise UnsupportedEngineError(
+            f"ModelConfig.load_in_8bit=True under {engine}: bitsandbytes' 8-bit weights are int8 tensors, which "
+            f"{engine} cannot shard. Use load_in_4bit=True (its 4-bit weights are stored in the compute dtype and "
+            "shard), or launch with DDP or DeepSpeed ZeRO-2 (recipes/accelerate/ddp.yaml, deepspeed_zero2.yaml)."
+        )
     if quantized and not (model_args.use_peft or adapter_path is not None):
         flag = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit"
         raise ValueError(
@@ -341,14 +405,27 @@ def load_policy(
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = _kbit_device_map()
     kwargs.update(from_pretrained_kwargs)
+    final_quantization = kwargs.get("quantization_config")
+    if model_args.load_in_4bit and "dtype" not in from_pretrained_kwargs and final_quantization is not None:
+        # The unquantised parameters in the dtype the 4-bit matmuls compute in: a float32 embedding beside a bf16
+        # compute dtype would make the whole residual stream float32 (2x the activations kept for backward).
+        compute = getattr(final_quantization, "bnb_4bit_compute_dtype", None)
+        if isinstance(compute, torch.dtype) and compute != kwargs["dtype"]:
+            logger.info("load_policy: 4-bit base: unquantised parameters in the compute dtype %s, not %s",
+                        str(compute).removeprefix("torch."), str(kwargs["dtype"]).removeprefix("torch."))
+            kwargs["dtype"] = compute
     model = model_cls.from_pretrained(model_path, **kwargs)
 
     ac_kwargs = dict(activation_checkpointing_kwargs) if activation_checkpointing_kwargs is not None else {}
     ac_kwargs.setdefault("use_reentrant", False)  # torch wants it explicit; non-reentrant needs no input-grad hook
-    if quantized:
-        # Freezes the base and upcasts the remaining fp16/bf16 parameters (norms, embeddings, head) to fp32 for stable
-        # training. Checkpointing is turned on below, under transformers' current name (peft would use the old one).
+    if quantized and upcast_norms_and_embeddings:
+        # peft's recipe: freeze the base and upcast every fp16/bf16 parameter that is not 4-bit (norms, embeddings,
+        # head) to fp32. Checkpointing is turned on below, under transformers' current name (peft uses the old one).
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    elif quantized:
+        # The freezing half of prepare_model_for_kbit_training, without its fp32 upcast (peft has no switch for it).
+        for param in model.parameters():
+            param.requires_grad_(False)
     if activation_checkpointing:
         _enable_checkpointing(model, ac_kwargs)
         model.config.use_cache = False  # the KV cache is useless in training and incompatible with checkpointing

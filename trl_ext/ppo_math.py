@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import torch
 
+#: |log π − log π_old| beyond which the PPO ratio is clamped (verl's value): exp(20) ≈ 4.9e8, finite in float32 and
+#: bf16.
+LOG_RATIO_CLAMP = 20.0
+
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum()
@@ -106,11 +110,17 @@ def policy_loss(
     ε_high = ε unless given (asymmetric clipping). `token_weight` multiplies each token's term first (e.g. the
     sampler/trainer importance-sampling ratio of vLLM rollouts).
 
+    The log-ratio is clamped to [−20, 20] before `exp`, as verl's `compute_policy_loss`
+    (verl/trainer/ppo/core_algos.py, "Clamp negative_approx_kl for stability") and TRL 1.16's VESPO weights
+    (trl/trainer/grpo_trainer.py line 2997) do: at a log-ratio of 1e4, exp overflows to inf and the clipped branch's
+    zero gradient times inf is NaN. Inside [−20, 20] nothing changes (ρ is already clipped to 1 ± ε long before);
+    beyond it the token's gradient is 0, as on any clipped token.
+
     Also returns `clipfrac` (share of tokens where the clipped term is the larger), `approx_kl`
-    (mean of ½·(log ρ)², an estimate of KL(π_old‖π)) and the mean `ratio`.
+    (mean of ½·(log ρ)², an estimate of KL(π_old‖π), from the unclamped log-ratio) and the mean `ratio`.
     """
     log_ratio = (logprobs - old_logprobs) * mask
-    ratio = torch.exp(log_ratio)
+    ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + (clip_eps if clip_eps_high is None else clip_eps_high))
     per_token = torch.max(unclipped, clipped)

@@ -105,8 +105,67 @@ def test_cli_rejects_bad_arguments():
         parse_args(["--cpu-smoke", "--repeats", "0"])
     with pytest.raises(SystemExit):
         parse_args(["--cpu-smoke", "--size", "small"])
+    with pytest.raises(SystemExit):
+        parse_args(["--cpu-smoke", "--scenarios", "dpo_qlora_3b"])  # a 3B model: size gpu only
     assert parse_args(["--cpu-smoke"]).size == "cpu-smoke"
     assert parse_args(["--cpu-smoke", "--repeats", "2", "--name", "x"]).repeats == 2
+
+
+def _fake_row(scenario, meta) -> dict:
+    figures = {"variant": "v", "step_time_s_median": 1.0, "samples_per_s": 2.0, "tokens_per_s": 3.0,
+               "peak_memory_mib": 4.0, "mfu": None}
+    return {"scenario": scenario.name, "description": scenario.description, "kind": scenario.kind, **meta,
+            "variants": {"baseline": figures, "candidate": figures},
+            "ratios": {"step_time": 1.0, "samples_per_s": 1.0, "peak_memory": 1.0, "forward_ratio": 1.0},
+            "goal": {"text": scenario.goal, "met": True}}
+
+
+def test_harness_writes_each_scenario_as_it_finishes(tmp_path, monkeypatch):
+    """A run stopped after two scenarios (e.g. killed at a time limit) keeps both in its JSON lines and table; a
+    scenario that raised is kept with its error and traceback, and the run goes on to the next one."""
+    from benchmarks import run
+
+    calls = []
+
+    def fake_run_scenario(scenario, size, repeats, meta, peak, datasheet, on_gpu, bar=None):
+        calls.append(scenario.name)
+        if len(calls) == 1:
+            return _fake_row(scenario, meta)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise KeyboardInterrupt  # the run is stopped during the third scenario
+
+    monkeypatch.setattr(run, "run_scenario", fake_run_scenario)
+    with pytest.raises(KeyboardInterrupt):
+        run.main(["--cpu-smoke", "--out", str(tmp_path), "--no-plots", "--scenarios", "rm_overhead", "dpo_overhead",
+                  "dpo_qlora"])
+    rows = [json.loads(line) for line in (tmp_path / "cpu-smoke.jsonl").read_text().splitlines()]
+    assert [r["scenario"] for r in rows] == ["rm_overhead", "dpo_overhead"]
+    assert rows[0]["ratios"]["step_time"] == 1.0 and "error" not in rows[0]
+    assert rows[1]["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert rows[1]["traceback"].startswith("Traceback (most recent call last):")
+    assert rows[1]["versions"]["trl"] and rows[1]["command"].startswith("python -m benchmarks.run")
+    md = (tmp_path / "cpu-smoke.md").read_text()
+    assert "| rm_overhead | v |" in md
+    assert "- dpo_overhead: `RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB`" in md
+
+
+def test_qlora_memory_goals_per_shape():
+    """At the 1B shape (activations dominate) QLoRA must not use more than bf16 LoRA; at the 3B shape with one pair
+    and activation checkpointing (weights dominate) at most 0.45 x; neither goal applies off GPU."""
+    from benchmarks.run import compare
+    from benchmarks.scenarios import all_scenarios
+
+    def figures(peak, params=1.2e9):
+        return {"step_time_s_median": 1.0, "samples_per_s": 1.0, "peak_memory_mib": peak, "params": {"policy": params},
+                "train_tokens_per_step": 10, "forward_only_tokens_per_step": 0, "samples_per_step": 1}
+
+    one_b, three_b = all_scenarios()["dpo_qlora"], all_scenarios()["dpo_qlora_3b"]
+    assert compare(one_b, figures(100.0), figures(99.0), on_gpu=True)["goal"]["met"] is True
+    assert compare(one_b, figures(100.0), figures(101.0), on_gpu=True)["goal"]["met"] is False
+    assert compare(three_b, figures(100.0, 3.2e9), figures(45.0, 3.2e9), on_gpu=True)["goal"]["met"] is True
+    assert compare(three_b, figures(100.0, 3.2e9), figures(46.0, 3.2e9), on_gpu=True)["goal"]["met"] is False
+    assert compare(one_b, figures(100.0), figures(50.0), on_gpu=False)["goal"]["met"] is None
 
 
 def test_cpu_smoke_run_writes_every_scenario(tmp_path):
@@ -120,9 +179,10 @@ def test_cpu_smoke_run_writes_every_scenario(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "RANDOM" in proc.stdout
     rows = [json.loads(line) for line in (out / "cpu-smoke.jsonl").read_text().splitlines()]
-    from benchmarks.scenarios import all_scenarios
+    from benchmarks.scenarios import all_scenarios, default_scenarios
 
-    assert [r["scenario"] for r in rows] == list(all_scenarios())
+    assert [r["scenario"] for r in rows] == list(default_scenarios("cpu-smoke"))
+    assert "dpo_qlora_3b" in all_scenarios() and "dpo_qlora_3b" not in default_scenarios("cpu-smoke")  # gpu only
     for row in rows:
         for key in ("device", "device_name", "versions", "command", "size_config", "definitions", "ratios", "goal"):
             assert key in row, (row["scenario"], key)

@@ -238,10 +238,13 @@ def test_qlora_grpo_trains_only_the_adapter(tiny_llama_causal_dir, tmp_path):
     assert trainer.ref_model is None and is_4bit(policy)  # reference = the same 4-bit base, adapter disabled
     names = trainable_parameter_names(policy)
     assert names and all(".lora_" in n for n in names)
-    packed = {n: p.detach().clone() for n, p in policy.named_parameters() if p.dtype == torch.uint8}
+    # the 4-bit weights as raw bytes (load_policy stores them in the compute dtype; as floats some read as NaN)
+    packed = {n: p.detach().view(torch.uint8).clone() for n, p in policy.named_parameters()
+              if type(p).__name__ == "Params4bit"}
     lora_b = {n: p.detach().clone() for n, p in policy.named_parameters() if "lora_B" in n}
     trainer.train()
-    assert packed and all(torch.equal(p, dict(policy.named_parameters())[n]) for n, p in packed.items())
+    assert packed and all(torch.equal(p, dict(policy.named_parameters())[n].detach().view(torch.uint8))
+                          for n, p in packed.items())
     assert any(not torch.equal(p, dict(policy.named_parameters())[n]) for n, p in lora_b.items())
     assert len(_ctl_rows(trainer)) == 2 and trainer.beta != 0.1
 

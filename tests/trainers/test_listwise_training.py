@@ -8,7 +8,6 @@ import torch
 from datasets import Dataset
 
 from trl_ext import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, plackett_luce_loss
-from trl_ext import _trl_compat as compat
 
 RANKED = [{"prompt": "2+2=", "completions": [" 4", " 5", " 22", " four"], "ranks": [0, 2, 3, 1]},
           {"prompt": "3+1=", "completions": [" 4", " 31", " 5"], "ranks": [0, 1, 1]}]  # a tie
@@ -35,8 +34,8 @@ def test_reward_plackett_luce_is_the_listwise_loss_of_the_rewards(tiny_llama_seq
         rewards = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
     expected = plackett_luce_loss(rewards, batch["ranks"], batch["completion_group"], top_k=2)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    metrics = compat.metrics(trainer, "train")
-    assert {"rm/ndcg", "rm/ndcg@3", "rm/kendall_tau"} <= metrics.keys()
+    trainer.log({})  # ranking metrics are computed once per logging step, from the rewards kept since the last log
+    assert {"rm/ndcg", "rm/ndcg@3", "rm/kendall_tau"} <= trainer.state.log_history[-1].keys()
 
 
 @pytest.mark.parametrize("trainer_cls,config_cls,fixture", [

@@ -184,14 +184,16 @@ def test_qlora_ppo_one_4bit_base(tiny_llama_causal_dir, tmp_path):
                                  processing_class=AutoTokenizer.from_pretrained(tiny_llama_causal_dir))
     policy = trainer.model
     assert is_4bit(policy) and trainer.ref_model is None and not hasattr(policy, "value_model")
-    packed = {n: p.detach().clone() for n, p in policy.named_parameters() if p.dtype == torch.uint8}
+    # the 4-bit weights as raw bytes (load_policy stores them in the compute dtype; as floats some read as NaN)
+    packed = {n: p.detach().view(torch.uint8).clone() for n, p in policy.named_parameters()
+              if type(p).__name__ == "Params4bit"}
     assert packed  # one 4-bit base, shared by policy, reference and critic
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
     assert all(".lora_" in n or n.startswith("value_head.") for n in trainable)
     lora_b = {n: p.detach().clone() for n, p in policy.named_parameters() if "lora_B" in n}
     trainer.train()
     params = dict(policy.named_parameters())
-    assert all(torch.equal(p, params[n]) for n, p in packed.items())
+    assert all(torch.equal(p, params[n].detach().view(torch.uint8)) for n, p in packed.items())
     changed = {n for n, p in lora_b.items() if not torch.equal(p, params[n])}
     assert any(".default." in n for n in changed) and any(".critic." in n for n in changed)
     assert all(math.isfinite(row["ppo/value_loss"]) for row in _rows(trainer, "ppo/value_loss"))

@@ -302,8 +302,6 @@ BAD_RANKED = [
     ("negative_rank", {"prompt": "p", "completions": ["a", "b"], "ranks": [0, -1]}, "ranks", "position 1 is -1"),
     ("non_integer_rank", {"prompt": "p", "completions": ["a", "b"], "ranks": [0.0, 1.5]}, "ranks", "1.5"),
     ("none_rank", {"prompt": "p", "completions": ["a", "b"], "ranks": [0, None]}, "ranks", "None"),
-    ("empty_completion_tied", {"prompt": "p", "completions": ["a", "  "], "ranks": [0, 0]}, "completions",
-     "position 1 is empty and tied with every other completion"),
     ("duplicate_different_rank", {"prompt": "p", "completions": ["a", "b", "a"], "ranks": [0, 1, 2]}, "completions",
      "0 and 2 are identical"),
     ("empty_prompt", {"prompt": " ", "completions": ["a", "b"], "ranks": [0, 1]}, "prompt", "empty"),
@@ -318,12 +316,6 @@ BAD_SCORED = [
      "identical"),
 ]  # fmt: skip
 BAD_CONVERSATIONAL = [
-    (
-        "empty_message_content_tied",
-        {"prompt": _msgs("q", "user"), "completions": [_msgs("ok"), _msgs("")], "ranks": [1, 1]},
-        "completions",
-        "position 1 is empty and tied",
-    ),
     (
         "empty_message_list",
         {"prompt": _msgs("q", "user"), "completions": [_msgs("ok"), []], "ranks": [0, 1]},
@@ -551,7 +543,7 @@ def test_load_hh_rlhf_synthetic(tmp_path: Path):
     path = tmp_path / "tiny_test.jsonl.gz"
     with gzip.open(path, "wt") as handle:
         handle.write("\n".join(json.dumps(r) for r in rows))
-    data, stats = load_hh_rlhf(path, allow_empty_replies=False)
+    data, stats = load_hh_rlhf(path, allow_empty_completions=False)
     assert stats == {
         "rows": 5,
         "kept": 1,
@@ -617,7 +609,7 @@ def test_load_hh_rlhf_real_files():
     assert Counter(data["source"]) == {"helpful-base_test": 2354 - 11, "harmless-base_test": 2312 - 5}
     assert all(p.endswith("Assistant:") for p in data["prompt"])
     assert all(c.strip() != r.strip() for c, r in zip(data["chosen"], data["rejected"]))
-    strict, strict_stats = load_hh_rlhf(HH_FILES, allow_empty_replies=False)
+    strict, strict_stats = load_hh_rlhf(HH_FILES, allow_empty_completions=False)
     assert len(strict) == 4642 and strict_stats["skipped_empty_reply"] == 8
     assert all(c.strip() and r.strip() for c, r in zip(strict["chosen"], strict["rejected"]))
 
@@ -644,8 +636,39 @@ def test_an_empty_completion_ranked_below_another_is_a_valid_preference(completi
     assert len(pairs) == 2 and stats.empty_completions == 2 and "2 empty completions kept" in stats.summary()
     with pytest.raises(ValueError, match=r"^row 0, field 'completions': completion at position 1 (is an empty string|"
                                          r"has only empty message contents)"):
-        validate_ranked_example(row, 0, allow_empty=False)
+        validate_ranked_example(row, 0, allow_empty_completions=False)
 
+
+@pytest.mark.parametrize("completions", [["an equally bad answer", ""], [_msgs("an equally bad answer"), _msgs(" ")]])
+def test_an_empty_completion_tied_with_the_others_is_a_tie_not_an_error(completions):
+    # PandaLM-style judgement: two answers equally bad, one of them empty. No pair, counted as a tie; the rest of the
+    # data set still trains.
+    prompt = "q" if isinstance(completions[0], str) else _msgs("q", "user")
+    tied = {"prompt": prompt, "completions": completions, "ranks": [1, 1]}
+    good = {"prompt": prompt, "completions": [completions[0], completions[1]], "ranks": [0, 1]}
+    assert validate_ranked_example(tied, 0) == [1, 1]
+    pairs, stats = ranked_to_pairs(Dataset.from_list([tied, good]))
+    assert len(pairs) == 1 and pairs["group_id"] == [1]
+    assert stats.skipped_all_tied == 1 and stats.tied_pairs == 1 and stats.skipped_invalid == 0
+    good_answer = "a good answer" if isinstance(completions[0], str) else _msgs("a good answer")
+    three = {"prompt": prompt, "completions": [*completions, good_answer], "ranks": [1, 1, 0]}
+    pairs, stats = ranked_to_pairs(Dataset.from_list([three]))
+    assert len(pairs) == 2 and stats.tied_pairs == 1  # the empty one still loses to the good answer
+
+
+def test_the_former_names_of_allow_empty_completions_still_work(tmp_path):
+    row = {"prompt": "q", "completions": ["a", ""], "ranks": [0, 1]}
+    with pytest.warns(FutureWarning, match="now called allow_empty_completions"):
+        with pytest.raises(ValueError, match="is an empty string"):
+            validate_ranked_example(row, 0, allow_empty=False)
+    with pytest.warns(FutureWarning, match="now called allow_empty_completions"):
+        with pytest.raises(ValueError, match="is an empty string"):
+            ranked_to_pairs(Dataset.from_list([row]), allow_empty=False)
+    h, a = "\n\nHuman:", "\n\nAssistant:"
+    path = tmp_path / "hh.jsonl"
+    path.write_text(json.dumps({"chosen": f"{h} hi{a} ok", "rejected": f"{h} hi{a} "}) + "\n")
+    with pytest.warns(FutureWarning, match="now called allow_empty_completions"):
+        assert load_hh_rlhf(path, allow_empty_replies=False)[1]["skipped_empty_reply"] == 1
 
 
 def _to_trees(messages: list[dict]) -> list[dict]:

@@ -104,7 +104,10 @@ def test_saved_config_says_what_to_import(tiny_bert_dir, tmp_path):
 
     BertClsRewardModel.from_encoder(tiny_bert_dir).save_pretrained(tmp_path)
     hint = json.loads((tmp_path / "config.json").read_text())["loading_hint"]
-    assert "pip install trl-ext" in hint and "import trl_ext.modeling_bert_cls_reward" in hint
+    assert "pip install trl-ext" in hint and "`import trl_ext`" in hint and "trust_remote_code=True" in hint
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == {
+        "AutoConfig": "trl_ext_bert_cls_reward.BertClsRewardConfig",
+        "AutoModelForSequenceClassification": "trl_ext_bert_cls_reward.BertClsRewardModel"}
 
 
 def test_max_input_tokens_follows_the_position_embeddings():

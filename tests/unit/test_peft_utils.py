@@ -123,8 +123,9 @@ def seq_logps(model, batch) -> torch.Tensor:
 
 
 def quantized_weights(model) -> dict[str, torch.Tensor]:
+    # As raw bytes: packed 4-bit values stored in a float dtype can read as NaN, which never compares equal.
     return {
-        name: module.weight.data.clone()
+        name: module.weight.data.view(torch.uint8).clone()
         for name, module in model.named_modules()
         if isinstance(module, bnb.nn.Linear4bit)
     }
@@ -153,6 +154,10 @@ def test_bnb_4bit_config_defaults_and_model_config_fields():
     honoured = bnb_4bit_config(ModelConfig(dtype="float16", bnb_4bit_quant_type="fp4", bnb_4bit_quant_storage="uint8"))
     assert honoured.bnb_4bit_compute_dtype == torch.float16
     assert honoured.bnb_4bit_quant_type == "fp4"
+    assert honoured.bnb_4bit_quant_storage == torch.uint8
+    # unset: the 4-bit values are stored in the compute dtype (floating, so ZeRO-3 and FSDP can shard them)
+    assert config.bnb_4bit_quant_storage == default_compute_dtype()
+    assert bnb_4bit_config(ModelConfig(dtype="float16")).bnb_4bit_quant_storage == torch.float16
     assert bnb_4bit_config(ModelConfig(dtype="bfloat16"), compute_dtype=torch.float32).bnb_4bit_compute_dtype == (
         torch.float32
     )
@@ -195,11 +200,12 @@ def test_load_policy_4bit_nf4_double_quant_lora_all_linear(tiny_llama_dir):
             assert state.quant_type == "nf4"
             assert state.nested  # double quantisation: the absmax constants are themselves 8-bit quantised
             assert module.compute_dtype == default_compute_dtype()
-            assert module.weight.dtype == torch.uint8
+            # packed 4-bit values stored in the compute dtype: floating tensors that ZeRO-3 / FSDP can shard
+            assert module.weight.dtype == default_compute_dtype() and module.weight.quant_storage == module.weight.dtype
     assert not isinstance(model.lm_head, bnb.nn.Linear4bit)  # transformers keeps the output head in full precision
-    # prepare_model_for_kbit_training: base frozen, non-quantised parameters upcast to fp32, checkpointing on.
+    # Base frozen; embeddings, head and norms in the compute dtype (no fp32 upcast); checkpointing on.
     assert trainable_parameter_names(model) == []
-    assert all(p.dtype == torch.float32 for p in model.parameters() if p.dtype != torch.uint8)
+    assert {p.dtype for p in model.parameters()} == {default_compute_dtype()}
     assert model.is_activation_checkpointing
     assert model.config.use_cache is False
 
@@ -222,6 +228,94 @@ def test_eval_forward_keeps_4bit_layout_trainable(tiny_llama_dir):
     after = quantized_weights(model)
     assert all(torch.equal(before[n], after[n]) for n in before)
     assert all(m.weight.quant_state.nested for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
+
+
+def test_upcast_norms_and_embeddings_is_opt_in(tiny_llama_dir):
+    """peft's fp32 upcast of the unquantised parameters only when asked for, and only for a quantised base."""
+    model, _ = load_policy(qlora_args(tiny_llama_dir), upcast_norms_and_embeddings=True)
+    four_bit = [m.weight for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert four_bit and all(w.dtype == default_compute_dtype() for w in four_bit)  # packed weights untouched
+    others = [p for p in model.parameters() if all(p is not w for w in four_bit)]
+    assert others and all(p.dtype == torch.float32 for p in others)  # embeddings, head, norms upcast
+    assert trainable_parameter_names(model) == []
+    with pytest.raises(ValueError, match="upcast_norms_and_embeddings=True applies to a quantised base"):
+        load_policy(ModelConfig(model_name_or_path=tiny_llama_dir, use_peft=True), upcast_norms_and_embeddings=True)
+
+
+def test_4bit_unquantised_parameters_follow_the_compute_dtype_not_model_config_dtype(tiny_llama_dir):
+    """ModelConfig's default dtype "float32" with a bf16 compute dtype: the embeddings still load in bf16 (an fp32
+    embedding would make the residual stream fp32); a `dtype` passed to from_pretrained wins."""
+    compute = default_compute_dtype()
+    model, _ = load_policy(qlora_args(tiny_llama_dir, dtype="float32"))
+    assert model.get_input_embeddings().weight.dtype == compute
+    model, _ = load_policy(qlora_args(tiny_llama_dir), dtype=torch.float32)
+    assert model.get_input_embeddings().weight.dtype == torch.float32
+
+
+def test_no_device_map_under_zero3_or_fsdp(monkeypatch):
+    """On a GPU the 4-bit base goes to this rank's device, except under ZeRO-3 / FSDP (transformers refuses a device
+    map under ZeRO-3; the engine places the weights)."""
+    from trl_ext import peft_utils
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE", "ACCELERATE_USE_FSDP"):
+        monkeypatch.delenv(name, raising=False)
+    assert peft_utils.sharding_engine() is None and peft_utils._kbit_device_map() == {"": 0}
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    assert peft_utils.sharding_engine() is None and peft_utils._kbit_device_map() == {"": 0}  # ZeRO-2: a copy per rank
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    assert peft_utils.sharding_engine() == "DeepSpeed ZeRO-3" and peft_utils._kbit_device_map() is None
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert peft_utils.sharding_engine() == "FSDP" and peft_utils._kbit_device_map() is None
+
+
+def test_8bit_under_a_sharding_engine_is_refused_by_name(monkeypatch, tiny_llama_dir):
+    """int8 weights cannot be sharded: a named refusal saying what to use, before anything is loaded."""
+    from trl_ext.peft_utils import UnsupportedEngineError
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(UnsupportedEngineError, match=r"load_in_8bit=True under FSDP.*load_in_4bit=True"):
+        load_policy(qlora_args(tiny_llama_dir, load_in_4bit=False, load_in_8bit=True))
+    model, _ = load_policy(qlora_args(tiny_llama_dir))  # 4-bit under FSDP loads (no device map on the CPU anyway)
+    assert is_4bit(model)
+
+
+def test_qlora_policy_holds_under_half_the_bytes_of_bf16_lora_at_smollm2_shape(tmp_path, monkeypatch):
+    """Parameters + buffers of the policy as a trainer holds it (base + r=16 LoRA on all linear layers), 4-bit vs
+    bf16, on a random-weight model of SmolLM2-135M's shape (tied 49k x 576 embedding): <= 0.5x. With peft's fp32
+    upcast of the tied embedding it was 0.65x."""
+    from benchmarks.measure import held_bytes_by_kind
+    from benchmarks.shapes import build_model
+
+    monkeypatch.setenv("TRL_EXT_BENCH_CACHE", str(tmp_path))
+    built = build_model("smollm2-135m", "causal_lm", torch.bfloat16)
+    held = {}
+    for quantized in (False, True):
+        args = ModelConfig(model_name_or_path=built.path, load_in_4bit=quantized, use_peft=True, dtype="bfloat16",
+                           lora_r=16, lora_alpha=32)
+        model, peft_config = load_policy(args, activation_checkpointing=False)
+        held[quantized] = held_bytes_by_kind(get_peft_model(model, peft_config))
+        del model
+    bf16, qlora = held[False], held[True]
+    # The only float32 bytes in either policy are the LoRA adapters peft creates (the same in both).
+    assert qlora["float32"] == bf16["float32"] > 0
+    assert set(qlora) == {"4bit", "quant_state", "bfloat16", "float32"}
+    assert qlora["bfloat16"] == built.n_params * 2 - sum(
+        m.in_features * m.out_features * 2 for m in model_linears(built.path))  # embedding + norms only
+    ratio = sum(qlora.values()) / sum(bf16.values())
+    assert ratio <= 0.5, (ratio, qlora, bf16)
+
+
+def model_linears(path: str) -> list[torch.nn.Linear]:
+    """The decoder blocks' linear layers of the model saved at `path` (what 4-bit loading quantises), on the meta
+    device."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return [m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in name]
 
 
 def test_load_policy_without_quantization(tiny_llama_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -142,3 +143,25 @@ def test_inputs_never_exceed_the_encoder_positions(tiny_bert_dir, tmp_path):
     assert len(scores) == 1 and rm.num_prompt_truncated == 1
     with pytest.warns(UserWarning, match="max_length=1000 exceeds the encoder's 128 positions"):
         assert TextRewardModel(model, tok, max_length=1000, device="cpu").max_length == 128
+
+
+def test_inputs_never_exceed_a_decoder_rms_positions():
+    # a GPT-2 reward model has a learned position table (n_positions): a longer input was an IndexError in it
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from tests.helpers import build_char_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_char_tokenizer()
+    tok.chat_template = None
+    assert tok.model_max_length > 10**6  # knows no limit: the default budget would be 512 tokens
+    config = GPT2Config(vocab_size=len(tok), n_positions=40, n_embd=16, n_layer=1, n_head=2, num_labels=1,
+                        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                        bos_token_id=tok.bos_token_id)
+    model = GPT2ForSequenceClassification(config)
+    rm = TextRewardModel(model, tok, device="cpu")
+    assert rm.max_length == 40
+    scores = rm(["x" * 300], [" the answer"])
+    assert len(scores) == 1 and math.isfinite(scores[0]) and rm.num_prompt_truncated == 1
+    with pytest.warns(UserWarning, match="max_length=100 exceeds the reward model's 40 positions"):
+        assert TextRewardModel(model, tok, max_length=100, device="cpu").max_length == 40

@@ -4,10 +4,10 @@ a trl_ext trainer overrides is listed, and the version check names what falls ou
 from __future__ import annotations
 
 import inspect
+import sys
 import warnings
 
 import pytest
-import transformers
 import trl
 
 import trl_ext
@@ -57,7 +57,9 @@ def test_version_check_warns_outside_the_tested_range(monkeypatch):
         warnings.simplefilter("error")
         assert compat.check_versions() == []  # the installed stack is inside the range
     monkeypatch.setattr(trl, "__version__", "1.17.0")
-    monkeypatch.setattr(transformers, "__version__", "5.22.0")
+    # the module object check_versions reads: transformers may have swapped its lazy module in sys.modules since
+    # this file imported it
+    monkeypatch.setattr(sys.modules["transformers"], "__version__", "5.22.0")
     with pytest.warns(UserWarning, match=r"found trl 1\.17\.0 \(tested >=1\.16,<1\.17\); transformers 5\.22\.0"):
         assert len(compat.check_versions()) == 2
 

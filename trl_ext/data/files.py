@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from datasets import Dataset
+
+logger = logging.getLogger(__name__)
 
 
 def _read_text(path: Path) -> str:
@@ -21,8 +24,9 @@ def _read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def read_json_records(path: str | os.PathLike) -> list[dict]:
-    """Rows of a .json/.jsonl(.gz) file holding either one JSON list of objects or one JSON object per line."""
+def read_json_lines(path: str | os.PathLike) -> list[tuple[str, dict]]:
+    """Rows of a .json/.jsonl(.gz) file, each with where it is: ``("line 3", row)`` for one JSON object per line
+    (blank lines skipped, numbers as in the file), ``("element 2", row)`` for a file holding one JSON list."""
     path = Path(path)
     text = _read_text(path)
     stripped = text.lstrip()
@@ -36,7 +40,7 @@ def read_json_records(path: str | os.PathLike) -> list[dict]:
         for position, record in enumerate(records):
             if not isinstance(record, dict):
                 raise ValueError(f"{path}: list element {position} is {type(record).__name__}, expected an object")
-        return records
+        return [(f"element {position}", record) for position, record in enumerate(records)]
 
     records = []
     for line_number, line in enumerate(text.splitlines(), start=1):
@@ -48,8 +52,13 @@ def read_json_records(path: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{path}: invalid JSON on line {line_number}: {err.msg} (column {err.colno})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{path}: line {line_number} is a JSON {type(record).__name__}, expected an object")
-        records.append(record)
+        records.append((f"line {line_number}", record))
     return records
+
+
+def read_json_records(path: str | os.PathLike) -> list[dict]:
+    """Rows of a .json/.jsonl(.gz) file holding either one JSON list of objects or one JSON object per line."""
+    return [record for _, record in read_json_lines(path)]
 
 
 def load_preference_file(path: str | os.PathLike) -> Dataset:
@@ -57,7 +66,7 @@ def load_preference_file(path: str | os.PathLike) -> Dataset:
 
     The file holds either one JSON list of objects or one JSON object per line (blank lines are ignored). Every
     key seen in any row becomes a column (rows lacking it get None), so nothing is silently dropped. An empty file
-    gives an empty Dataset.
+    gives an empty Dataset, with a warning.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -65,6 +74,8 @@ def load_preference_file(path: str | os.PathLike) -> Dataset:
             put in one column (e.g. a number in one row and a string in another).
     """
     records = read_json_records(path)
+    if not records:
+        logger.warning("load_preference_file: %s holds no rows (the file is empty or blank): an empty dataset.", path)
     columns: dict[str, None] = {}  # ordered union of keys: Dataset.from_list only looks at the first row's keys
     for record in records:
         for key in record:

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import numbers
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,15 @@ def rank_pairs(ranks: Sequence[int], strategy: str = "all") -> tuple[list[tuple[
 # --------------------------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def _renamed_allow_empty(value: bool, legacy: bool | None, function: str) -> bool:
+    """`allow_empty_completions`, or the value given under its former name `allow_empty` (with a FutureWarning)."""
+    if legacy is None:
+        return value
+    warnings.warn(f"{function}(allow_empty=...) is now called allow_empty_completions (the name the trainer configs "
+                  "use); the old name will be removed.", FutureWarning, stacklevel=3)
+    return legacy
 
 
 def _row_error(index: int, field_name: str, message: str) -> ValueError:
@@ -238,22 +248,27 @@ def is_empty_completion(completion: Any) -> bool:
         isinstance(m, dict) and _is_blank_content(m.get("content")) for m in completion)
 
 
-def validate_ranked_example(example: dict, index: int, allow_empty: bool = True) -> list[int]:
+def validate_ranked_example(example: dict, index: int, allow_empty_completions: bool = True, *,
+                            allow_empty: bool | None = None) -> list[int]:
     """Check one ranked row and return its ranks (from ``ranks``, or dense ranks converted from ``scores``).
 
     When a row has both ``ranks`` and ``scores``, both are checked and ``ranks`` decides the order. A group with
-    fewer than two completions is *not* an error here (the caller skips and counts it). An empty completion (blank
-    text, or messages with only blank contents) is valid when it is ranked strictly above or below another
-    completion; ``allow_empty=False`` refuses every empty completion.
+    fewer than two completions, or whose completions all share one rank, is *not* an error here (the caller skips and
+    counts it). An empty completion (blank text, or messages with only blank contents) is a completion like any
+    other: ranked above or below another one it gives pairs, tied it gives none (e.g. two answers judged equally bad,
+    one of them empty); ``allow_empty_completions=False`` refuses every empty completion (``allow_empty`` is its
+    former, deprecated name).
 
     Raises:
         ValueError: with a message starting ``"row {index}, field '{field}': "`` for a missing/empty prompt,
             ``completions`` that is not a list, ranks/scores that are not a list or whose length differs from the
             completions', a None/NaN/infinite score, a rank that is None/bool/non-integer/negative, an empty
-            completion (blank string, empty message list, or only blank contents), a completion that is text where
+            completion with ``allow_empty_completions=False`` (blank string or only blank contents), an empty
+            message list, a completion that is text where
             the prompt is messages (or the reverse), the same completion twice with different ranks, or a `weight`
             that is not a finite number >= 0.
     """
+    allow_empty_completions = _renamed_allow_empty(allow_empty_completions, allow_empty, "validate_ranked_example")
     problem = _emptiness_problem(example.get("prompt"))
     if problem is not None:
         raise _row_error(index, "prompt", f"prompt {problem}")
@@ -287,12 +302,10 @@ def validate_ranked_example(example: dict, index: int, allow_empty: bool = True)
     conversational = not isinstance(example["prompt"], str)
     seen: dict[str, int] = {}
     for position, completion in enumerate(completions):
-        if allow_empty and is_empty_completion(completion):
+        if allow_empty_completions and is_empty_completion(completion):
             # An empty answer is a real preference when it is ranked above or below something (a model that said
-            # nothing, ranked worst); tied with everything it carries none.
-            if all(ranks[j] == ranks[position] for j in range(len(completions))) and len(completions) > 1:
-                raise _row_error(index, "completions", f"completion at position {position} is empty and tied with "
-                                 "every other completion")
+            # nothing, ranked worst); tied, it is a tie like any other (no pair; an all-tied group is skipped).
+            pass
         else:
             problem = _emptiness_problem(completion)
             if problem is not None:
@@ -382,7 +395,9 @@ def ranked_to_pairs(
     pair_strategy: str = "all",
     weighting: str = "group",
     on_invalid_rows: str = "raise",
-    allow_empty: bool = True,
+    allow_empty_completions: bool = True,
+    *,
+    allow_empty: bool | None = None,
 ) -> tuple[Dataset, RankingStats]:
     """Expand a ranked data set into explicit-prompt preference pairs.
 
@@ -400,8 +415,9 @@ def ranked_to_pairs(
             on the ranked data (finite, >= 0) weights the whole group: it multiplies each of its pairs' weights.
         on_invalid_rows: ``"raise"`` re-raises the first malformed row's ValueError; ``"skip"`` skips such rows and
             records them in ``stats.skipped_invalid`` / ``stats.invalid_examples``.
-        allow_empty: accept empty completions ranked strictly above or below another one (counted in
-            ``stats.empty_completions``); False refuses them.
+        allow_empty_completions: accept empty completions (counted in ``stats.empty_completions``); ranked above or
+            below another one they give pairs, tied they give none. False refuses them.
+        allow_empty: the former name of ``allow_empty_completions`` (deprecated).
 
     Returns:
         ``(pairs, stats)``. Order is deterministic: by input row, then :func:`rank_pairs` order. An empty result is
@@ -413,6 +429,7 @@ def ranked_to_pairs(
             ``margin`` column (see :func:`check_ranked_columns`), an input column that would clash with an output
             column, or (``on_invalid_rows="raise"``) a malformed row.
     """
+    allow_empty_completions = _renamed_allow_empty(allow_empty_completions, allow_empty, "ranked_to_pairs")
     if pair_strategy not in PAIR_STRATEGIES:
         raise ValueError(
             f"unknown pair_strategy {pair_strategy!r}; valid strategies: {', '.join(PAIR_STRATEGIES)}"
@@ -444,7 +461,7 @@ def ranked_to_pairs(
             stats.rows += 1
             example = {name: values[offset] for name, values in batch.items()}
             try:
-                ranks = validate_ranked_example(example, row_index, allow_empty)
+                ranks = validate_ranked_example(example, row_index, allow_empty_completions)
             except ValueError as err:
                 if on_invalid_rows == "raise":
                     raise

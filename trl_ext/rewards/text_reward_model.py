@@ -62,6 +62,14 @@ class RunningMoments:
         self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
 
 
+def _decoder_positions(config: Any) -> int | None:
+    """How many tokens a decoder RM reads: its `max_position_embeddings` (GPT-2's `n_positions`, a learned table an
+    input must not exceed; for rotary models the length it was trained to), None when the config gives none."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    positions = getattr(text_config, "max_position_embeddings", None)
+    return positions if isinstance(positions, int) and positions > 0 else None
+
+
 def _is_messages(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(m, dict) and "content" in m for m in value)
 
@@ -79,7 +87,8 @@ class TextRewardModel:
             `AutoModelForSequenceClassification` (after `import trl_ext`, saved BERT-CLS heads load this way).
         tokenizer: the RM's tokenizer; loaded from the model's path when omitted.
         max_length: token budget per (prompt, completion); the prompt is cut from the left to fit. Default: the
-            tokenizer's `model_max_length` when it is sensible, else 512; never more than an encoder's positions.
+            tokenizer's `model_max_length` when it is sensible, else 512; never more than the model's positions
+            (an encoder's position embeddings, a decoder's `max_position_embeddings`).
         batch_size: completions per forward pass.
         device: where to run; default the current process's accelerator device (so each DDP rank uses its own GPU).
         dtype: cast the model to this dtype (e.g. `torch.bfloat16`); default keeps it.
@@ -126,13 +135,14 @@ class TextRewardModel:
         self.model.eval()
         self.tokenizer = tokenizer
         self.is_encoder = is_encoder_config(model.config)
-        positions = max_input_tokens(model.config) if self.is_encoder else None
+        positions = max_input_tokens(model.config) if self.is_encoder else _decoder_positions(model.config)
         if max_length is None:
             limit = getattr(tokenizer, "model_max_length", None)
             max_length = limit if isinstance(limit, int) and 0 < limit <= 100_000 else 512
             max_length = min(max_length, positions or max_length)
         elif positions is not None and max_length > positions:
-            warnings.warn(f"max_length={max_length} exceeds the encoder's {positions} positions; inputs are cut to "
+            kind = "encoder" if self.is_encoder else "reward model"
+            warnings.warn(f"max_length={max_length} exceeds the {kind}'s {positions} positions; inputs are cut to "
                           f"{positions} tokens (the prompt from the left).", stacklevel=2)
             max_length = positions
         if max_length < 4:

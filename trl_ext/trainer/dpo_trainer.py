@@ -33,7 +33,7 @@ from ..data import is_ranked_dataset
 from ..losses import dpo_pair_losses, plackett_luce_loss, weighted_mean
 from .dpo_config import DPOConfig
 from .config_utils import default_config, upgrade_config
-from .ranked_data import GROUP_KEYS, RankedCollatorMixin, RankedDataMixin
+from .ranked_data import GROUP_KEYS, RankedCollatorMixin, RankedDataMixin, dataset_columns
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
     * `_prepare_dataset`: ranked data is tokenized by TRL's own `_prepare_dataset` (one row per completion, so the
       token ids are exactly TRL's) and regrouped; pairwise data goes to TRL unchanged.
     * `compute_loss`: batches with groups or weights: one policy and one reference forward per row, per-pair losses
-      from [`dpo_pair_losses`], weighted mean. Other batches: TRL's `compute_loss`.
+      from [`dpo_pair_losses`], weighted mean, TRL's metrics read back in one host sync. Other batches: TRL's
+      `compute_loss`.
+    * `log`: adds the ranking metrics (`rm/*`) of ranked groups, computed once per logging step on the device.
     """
 
     _tag_names = ["trl", "dpo", "trl_ext"]
@@ -118,16 +120,36 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
 
     # ----------------------------------------------------------------------------------------------- data
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        """Extends TRL's `_prepare_dataset` with ranked data and checked `weight` columns."""
-        columns = compat.dataset_column_names(dataset)
-        if "completion_ids" in columns or ("chosen_ids" in columns and "rejected_ids" in columns):
-            return dataset  # already tokenized
-        if self._check_preference_columns(columns, dataset_name):
-            if args.ranked_training == "grouped":
+        """Extends TRL's `_prepare_dataset` with ranked data, checked `weight` columns and (with
+        `allow_empty_completions=False`) no empty completion. Runs under TRL's main-process-first guard, as TRL's own
+        maps do; a streamed dataset's skips are counted as it is read."""
+        with compat.main_process_first():
+            columns = dataset_columns(dataset, dataset_name)
+            if "completion_ids" in columns or ("chosen_ids" in columns and "rejected_ids" in columns):
+                return dataset  # already tokenized
+            from_ranking = self._check_preference_columns(columns, dataset_name)
+            if from_ranking and args.ranked_training == "grouped":
                 return self._prepare_ranked(dataset, processing_class, args, dataset_name)
-            dataset = self._expand_ranked(dataset, args, dataset_name)
-        dataset = self._check_pair_weights(dataset, args, dataset_name)
-        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            report = self._stream_report(dataset_name, pairwise=True) if isinstance(dataset, IterableDataset) else None
+            try:
+                if from_ranking:
+                    dataset = self._expand_ranked(dataset, args, dataset_name)
+                dataset = self._count_pairs_in(dataset, dataset_name)
+                dataset = self._check_pairs(dataset, args, dataset_name, check_empty=not from_ranking)
+                prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            except StopIteration:  # a look at the first pair of a stream found none
+                if report is None:
+                    raise
+                raise report.error() from None
+            if isinstance(prepared, Dataset) and len(prepared) < len(dataset):  # TRL dropped prompts >= max_length
+                dropped = len(dataset) - len(prepared)
+                logger.warning("%s dataset: %d of %d pairs have a prompt that fills max_length=%s and were left out.",
+                               dataset_name, dropped, len(dataset), args.max_length)
+                self.ranking_stats.setdefault(dataset_name, Counter())["dropped_prompt_too_long"] = dropped
+                if len(prepared) == 0:
+                    raise ValueError(f"The {dataset_name} dataset has no pair left: the prompts of all {dropped} pairs "
+                                     f"fill max_length={args.max_length}.")
+            return self._finish_stream(prepared, dataset_name)
 
     def _tokenize_ranked(self, dataset, processing_class, args, dataset_name):
         """[`RankedDataMixin`] hook: TRL's own tokenization of each completion, regrouped.
@@ -136,7 +158,9 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
         token ids (chat template, EOS, prompt/completion split, dropped over-long prompts) are exactly TRL's; the rows
         are then put back together into their groups, in order.
         """
-        weighted = "weight" in compat.dataset_column_names(dataset)
+        columns = compat.dataset_column_names(dataset)
+        weighted = "weight" in columns
+        report = self._stream_report_for(dataset, dataset_name)
 
         def flatten(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             out: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "_group": [], "_ranks": [],
@@ -151,11 +175,17 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
                     out["_weight"].append(float(batch["weight"][offset]) if weighted else 1.0)
             return out
 
-        columns = compat.dataset_column_names(dataset)
-        flat = dataset.map(flatten, batched=True, with_indices=True, remove_columns=columns)
+        function = flatten
+        if report is not None:
+            def function(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+                report.add("_groups_in", len(indices))  # the groups TRL's length filter may then leave out
+                return flatten(batch, indices)
+
+        flat = dataset.map(function, batched=True, with_indices=True, remove_columns=columns)
         tokenized = super()._prepare_dataset(flat, processing_class, args, dataset_name)
         if isinstance(dataset, IterableDataset):
-            return IterableDataset.from_generator(_regroup_stream, gen_kwargs={"rows": tokenized}), Counter()
+            return IterableDataset.from_generator(_regroup_stream, gen_kwargs={"rows": tokenized, "report": report}), \
+                Counter()
         rows = zip(tokenized["_group"], tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["_ranks"],
                    tokenized["_weight"], strict=True)
         groups = list(_regroup(rows))
@@ -202,9 +232,11 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
         tokens = shift_mask.sum(dim=1)  # ... and averages sft over these (the log-probs' tokens)
         loss = 0.0
         grouped = "completion_group" in extra
+        implicit_rewards = self.beta * (logps - ref_logps)  # DPO's implicit reward β·log π/π_ref of each row
         if grouped and self.args.ranked_loss == "plackett_luce":  # the DPO paper's listwise objective (App. A.3)
-            losses = [(plackett_luce_loss(self.beta * (logps - ref_logps), extra["ranks"].to(logps.dtype),
-                                          extra["completion_group"], group_weight=extra["group_weight"].to(logps.dtype),
+            losses = [(plackett_luce_loss(implicit_rewards, extra["ranks"].to(logps.dtype), extra["completion_group"],
+                                          num_groups=extra["group_weight"].shape[0],  # known from the shape: no sync
+                                          group_weight=extra["group_weight"].to(logps.dtype),
                                           top_k=self.args.ranked_loss_top_k), 1.0)]
         else:
             losses = []
@@ -218,14 +250,18 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
             loss = loss + loss_weight * value
         if self.aux_loss_enabled:  # MoE router load balancing, as TRL adds it
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
-            compat.metrics(self, mode)["aux_loss"].append(
-                self.accelerator.gather_for_metrics(outputs.aux_loss.detach()).mean().item())
         self._log_pair_metrics(mode, outputs, shift_mask, inputs["attention_mask"], logps, chosen_logratios,
-                               rejected_logratios, better, worse, pair_weight)
-        if grouped:  # ranking metrics of the implicit reward β·log π/π_ref against each group's gold ranking
-            self._log_ranking_metrics((self.beta * (logps - ref_logps)).detach(), extra["ranks"],
-                                      extra["completion_group"], compat.metrics(self, mode), self.args.ndcg_k)
+                               rejected_logratios, better, worse, pair_weight,
+                               aux_loss=outputs.aux_loss if self.aux_loss_enabled else None)
+        if grouped:  # ranking metrics of the implicit reward against each group's gold ranking, computed at `log`
+            self._buffer_group_scores(mode, implicit_rewards, extra)
         return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Extends TRL's `log`: first puts the ranking metrics (`rm/*`) of the groups since the last log, computed on
+        the device from the implicit rewards kept at each step, into the metric dict TRL's `log` reports."""
+        self._log_ranking_metrics("train" if self.model.training else "eval")
+        super().log(logs, start_time)
 
     @torch.no_grad()
     def preference_accuracy(self, eval_dataset: Dataset | None = None) -> dict[str, float]:
@@ -258,7 +294,8 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
             n_rows = batch["input_ids"].shape[0]
             if "pair_index" in batch and "pair_group" in batch:
                 pair_index, pair_example = batch["pair_index"], batch["pair_group"]
-                n_examples = int(batch["completion_group"].max().item()) + 1
+                n_examples = (batch["group_rows"].shape[0] if "group_rows" in batch  # no device read
+                              else int(batch["completion_group"].max().item()) + 1)
             else:  # pairwise batch: rows [chosen..., rejected...]
                 n_examples = n_rows // 2
                 pair_example = torch.arange(n_examples, device=batch["input_ids"].device)
@@ -316,42 +353,55 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
 
     @torch.no_grad()
     def _log_pair_metrics(self, mode, outputs, shift_mask, attention_mask, logps, chosen_logratios,
-                          rejected_logratios, better, worse, pair_weight) -> None:
+                          rejected_logratios, better, worse, pair_weight, aux_loss=None) -> None:
         """Every metric TRL's DPO logs, under its name, over the batch's pairs: each pair counts with its weight, and
         the per-token metrics weigh each pair's rows by their tokens, as TRL's do. On pairs of weight 1 (TRL's own
-        pairs) the values are TRL's."""
+        pairs) the values are TRL's. Each metric is a ratio of sums over the processes; all of them (with the token
+        count and `aux_loss`) are gathered in one collective and read back in one host sync."""
         metrics = compat.metrics(self, mode)
-        gather = self.accelerator.gather_for_metrics
-
-        def ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float | None:
-            totals = gather(torch.stack([numerator.double(), denominator.double()]).unsqueeze(0)).sum(dim=0)
-            return (totals[0] / totals[1]).item() if totals[1] > 0 else None
-
-        def add(name: str, value: float | None, default: float | None = None) -> None:
-            value = default if value is None else value
-            if value is not None:
-                metrics[name].append(value)
-
         w = pair_weight.double()
         mask = shift_mask.double()
         row_tokens = mask.sum(dim=1)
         row_sum = {name: (getattr(outputs, name)[:, -shift_mask.size(1):].double() * mask).sum(dim=1)
                    for name in ("entropy", "mean_logits", "is_top1")}
         chosen_rewards, rejected_rewards = self.beta * chosen_logratios.detach(), self.beta * rejected_logratios.detach()
-        add("entropy", ratio((w * (row_sum["entropy"][better] + row_sum["entropy"][worse])).sum(),
-                             (w * (row_tokens[better] + row_tokens[worse])).sum()), 0.0)
-        if mode == "train":
-            compat.add_train_tokens(self, gather(attention_mask.sum()).sum().item())
-        else:
-            metrics["num_tokens"] = [compat.train_tokens(self)]
-        add("logits/chosen", ratio((w * row_sum["mean_logits"][better]).sum(), (w * row_tokens[better]).sum()), 0.0)
-        add("logits/rejected", ratio((w * row_sum["mean_logits"][worse]).sum(), (w * row_tokens[worse]).sum()), 0.0)
-        add("mean_token_accuracy", ratio((w * row_sum["is_top1"][better]).sum(), (w * row_tokens[better]).sum()), 0.0)
+        # (name, numerator, denominator, value when the denominator is 0 over all processes: None leaves it out)
+        ratios = [
+            ("entropy", (w * (row_sum["entropy"][better] + row_sum["entropy"][worse])).sum(),
+             (w * (row_tokens[better] + row_tokens[worse])).sum(), 0.0),
+            ("logits/chosen", (w * row_sum["mean_logits"][better]).sum(), (w * row_tokens[better]).sum(), 0.0),
+            ("logits/rejected", (w * row_sum["mean_logits"][worse]).sum(), (w * row_tokens[worse]).sum(), 0.0),
+            ("mean_token_accuracy", (w * row_sum["is_top1"][better]).sum(), (w * row_tokens[better]).sum(), 0.0),
+        ]
+        weight_sum = w.sum()  # no value for a batch of weight-0 pairs
         for name, values in (("rewards/chosen", chosen_rewards), ("rewards/rejected", rejected_rewards),
                              ("rewards/accuracies", (chosen_rewards > rejected_rewards).double()),
                              ("rewards/margins", chosen_rewards - rejected_rewards),
                              ("logps/chosen", logps.detach()[better]), ("logps/rejected", logps.detach()[worse])):
-            add(name, ratio((w * values.double()).sum(), w.sum()))  # no value for a batch of weight-0 pairs
+            ratios.append((name, (w * values.double()).sum(), weight_sum, None))
+        local = [t for _, numerator, denominator, _ in ratios for t in (numerator, denominator)]
+        local.append(attention_mask.sum().double())
+        if aux_loss is not None:
+            local.append(aux_loss.detach().double())
+        # [processes, S]; gather_for_metrics as TRL gathers each of these scalars
+        gathered = self.accelerator.gather_for_metrics(torch.stack(local)[None])
+        totals = gathered.sum(dim=0)
+        count = len(ratios)
+        numerators, denominators = totals[0 : 2 * count : 2], totals[1 : 2 * count : 2]
+        summary = [numerators / denominators, denominators, totals[2 * count : 2 * count + 1]]
+        if aux_loss is not None:
+            summary.append(gathered[:, -1].mean().reshape(1))
+        values = torch.cat(summary).tolist()
+        if aux_loss is not None:
+            metrics["aux_loss"].append(values[-1])
+        for (name, _, _, default), value, denominator in zip(ratios, values[:count], values[count : 2 * count]):
+            value = value if denominator > 0 else default
+            if value is not None:
+                metrics[name].append(value)
+        if mode == "train":
+            compat.add_train_tokens(self, int(values[2 * count]))
+        else:
+            metrics["num_tokens"] = [compat.train_tokens(self)]
 
 
 def _regroup(rows):
@@ -379,5 +429,18 @@ def _regroup(rows):
         yield group_example(prompts, completions, *meta)
 
 
-def _regroup_stream(rows):
-    yield from _regroup((r["_group"], r["prompt_ids"], r["chosen_ids"], r["_ranks"], r["_weight"]) for r in rows)
+def _regroup_stream(rows, report=None):
+    """`_regroup` on a stream. With a [`StreamReport`], the groups TRL left out (their prompt fills max_length) are
+    counted: each gap in the group numbers as it is seen, and the ones after the last group at the end of the pass."""
+    last = [-1]
+
+    def numbered():
+        for r in rows:
+            if report is not None and r["_group"] > last[0] + 1:
+                report.add("dropped_prompt_too_long", r["_group"] - last[0] - 1)
+            last[0] = max(last[0], r["_group"])
+            yield r["_group"], r["prompt_ids"], r["chosen_ids"], r["_ranks"], r["_weight"]
+
+    yield from _regroup(numbered())
+    if report is not None:
+        report.add("dropped_prompt_too_long", max(report.counts.pop("_groups_in", 0) - last[0] - 1, 0))

@@ -5,6 +5,7 @@ that measures the KL for it (our GRPO, RLOO and PPO trainers). The controllers t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,17 @@ class KLControlArguments:
             raise ValueError(f"{name}.kl_target_unit={self.kl_target_unit!r} is not one of {list(KL_TARGET_UNITS)}.")
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"{name}.kl_estimator={self.kl_estimator!r} is not one of {list(KL_ESTIMATORS)}.")
+        # Checked in every mode: an infinite target or horizon passes the controller's "> 0" checks and silently
+        # freezes β (K_β = n / inf = 0, or an error of -clip forever); in a fixed run such a value is a typo all the
+        # same, and refusing it there keeps one config valid whichever kl_control it is later run with.
+        for field_name in ("kl_target", "kl_horizon", "kl_error_clip", "kl_min_beta"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}.{field_name}={value!r}: must be a finite number.")
+        max_beta = self.kl_max_beta
+        if max_beta is not None and (isinstance(max_beta, bool) or not isinstance(max_beta, (int, float))
+                                     or math.isnan(max_beta)):
+            raise ValueError(f"{name}.kl_max_beta={self.kl_max_beta!r}: must be a number or None (no upper bound).")
         if self.kl_control == "adaptive":
             if not self.beta > 0:
                 raise ValueError(

@@ -1,6 +1,7 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
-"""Checks shared by our online-RL trainers (GRPO, RLOO, PPO): a prompt column before training starts, and rewards
-that are numbers (None or NaN meaning "no reward from this function", as in TRL) and never infinite."""
+"""Checks shared by our online-RL trainers (GRPO, RLOO, PPO): a prompt column (and a prompt in every row) before
+training starts, and rewards that are numbers (None or NaN meaning "no reward from this function", as in TRL) and
+never infinite."""
 
 from __future__ import annotations
 
@@ -10,10 +11,28 @@ import math
 import numbers
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
+from datasets import Dataset
 from torch import nn
 
 from .. import _trl_compat as compat
+from ..data.ranked import _emptiness_problem
+
+
+def check_prompt_rows(dataset: Dataset, name: str) -> None:
+    """A row whose `prompt` is missing (None) or an empty message list would fail deep inside generation, mid-run:
+    refuse it now, naming the row. Vectorised on the Arrow column (one pass, no Python loop over the rows)."""
+    column = dataset.select_columns("prompt").with_format("arrow")[:].column("prompt")
+    bad = pc.is_null(column)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        bad = pc.or_(bad, pc.equal(pc.list_value_length(column), 0))
+    if not pc.any(bad).as_py():
+        return
+    index = pc.index(bad, True).as_py()
+    problem = _emptiness_problem(dataset[index]["prompt"]) or "is not a prompt"
+    raise ValueError(f"The {name} dataset: row {index}, field 'prompt': prompt {problem}.")
 
 
 def check_reward_values(values: Any, name: str) -> None:
@@ -69,6 +88,8 @@ class OnlineRLChecksMixin:
                 if "prompt" not in columns:
                     raise ValueError(f"The {name} dataset has no 'prompt' column (columns: {columns}); online "
                                      "training generates completions from prompt-only rows.")
+                if isinstance(part, Dataset):
+                    check_prompt_rows(part, name)
 
     def _check_rollout_fits(self) -> None:
         """A sized training set must hold one rollout's prompts: TRL's sampler drops an incomplete rollout, so a

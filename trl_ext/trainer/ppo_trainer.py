@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 
 import torch
@@ -27,6 +28,8 @@ from .kl_control import KLControlledTrainerMixin
 from .online_rl import OnlineRLChecksMixin
 from .ppo_config import PPOConfig
 
+logger = logging.getLogger(__name__)
+
 _SEQUENCE_LEVEL = ("grpo",)  # loss_type values that average each completion first (see GRPO_FIELDS)
 CRITIC_FILE = "value_head.safetensors"  # value head (+ separate value model) weights in every checkpoint
 ROLLOUT_FILE = "rollout_state_rank{rank}.pt"  # a checkpoint saved inside a rollout: the buffer and its position
@@ -39,7 +42,8 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
     [`ValueHead`]: a QLoRA run keeps one 4-bit copy of the base for the policy (adapter "default"), the reference
     (adapters disabled) and the critic. With `value_model_path` (or a non-PEFT policy) the critic is a separate
     backbone that must share the policy's tokenizer. The value head (and a separate value model) are registered as
-    submodules of the policy model, so the Trainer's optimizer, DDP wrapping and gradient clipping cover them.
+    submodules of the policy model, so the Trainer's optimizer, DDP wrapping and gradient clipping cover them; when
+    that model is an object the user passed in, a warning names what was added to it.
 
     Overrides, each extending TRL's method:
 
@@ -64,6 +68,16 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         self._check_rollout_fits()
         self._setup_kl_control()
         self._setup_critic()
+        if not isinstance(model, str):  # the user's own model object now holds the critic: say so
+            added = ([f"adapter {self.args.critic_adapter_name!r}"] if self._critic_mode == "adapter"
+                     else ["module 'value_model'"]) + ["module 'value_head'"]
+            logger.warning(
+                "PPOTrainer adds its critic to the policy model passed in: %s (checkpoints keep the critic apart from "
+                "the policy: %s%s). To use the model without them afterwards: %s.",
+                " and ".join(added), CRITIC_FILE,
+                ", and PEFT's folder of the adapter" if self._critic_mode == "adapter" else "",
+                (f"model.delete_adapter({self.args.critic_adapter_name!r}); del model.value_head"
+                 if self._critic_mode == "adapter" else "del model.value_model, model.value_head"))
         self._rollout_rewards_per_func = None
         self._ppo_stopped = False
 
@@ -73,6 +87,7 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
 
         policy = self.model
         device = next(p for p in policy.parameters()).device
+        policy_dtypes = {p.dtype for p in policy.parameters() if p.requires_grad}
         self._policy_adapter = None
         score_head = None
         if self.args.value_model_path is None and isinstance(policy, PeftModel):
@@ -95,11 +110,29 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
                 if score_head.bias is not None:
                     head.summary.bias.copy_(score_head.bias.float())
         policy.add_module("value_head", head.to(device))
+        critic = [p for n, p in policy.named_parameters() if n.startswith(("value_head.", "value_model."))]
+        if self._critic_mode == "adapter":
+            critic += [p for n, p in policy.named_parameters() if f".{self.args.critic_adapter_name}." in n]
+        if (self._zero3() or self.is_fsdp_enabled) and len(policy_dtypes) == 1:
+            # ZeRO-3 keeps the trainable parameters of a group in one flat buffer of one dtype (DeepSpeed's
+            # `zero.utils.defragment` asserts it), and FSDP2 wants one dtype among a unit's trainable parameters.
+            # DeepSpeed casts every parameter to bf16 itself only when the base was not created under `zero.Init`; a
+            # base loaded while a ZeRO-3 TrainingArguments exists was, keeps its bf16, and TRL gives its adapter that
+            # dtype (as it casts a quantised base's adapter to bf16), while peft's critic adapter and our head are
+            # fp32: the critic takes the policy adapter's dtype.
+            (dtype,) = policy_dtypes
+            for p in critic:
+                p.data = p.data.to(dtype)
         self._trainable = [p for p in policy.parameters() if p.requires_grad]
         if self._critic_mode == "adapter":
             self._trainable += [p for n, p in policy.named_parameters() if f".{self.args.critic_adapter_name}." in n]
         for p in self._trainable:
             p.requires_grad_(True)
+
+    def _zero3(self) -> bool:
+        """Whether DeepSpeed ZeRO-3 partitions the parameters of this run."""
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None) if self.is_deepspeed_enabled else None
+        return plugin is not None and plugin.zero_stage == 3
 
     def _load_value_model(self, policy: nn.Module) -> tuple[nn.Module, nn.Linear | None]:
         """The separate critic's body, and the scalar head of a sequence-classification checkpoint (a reward model) to
@@ -289,9 +322,12 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         return loss
 
     # --------------------------------------------------------------------------------------------- checkpointing
-    def _critic_state(self) -> dict[str, torch.Tensor]:
-        policy = self.accelerator.unwrap_model(self.model)
-        return {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()
+    def _critic_state(self, state_dict: dict | None = None) -> dict[str, torch.Tensor]:
+        """The value head (and separate value model) weights: from `state_dict` when the Trainer gathered one (under
+        ZeRO-3 the module's own state dict holds empty partitions), else from the module."""
+        if state_dict is None:
+            state_dict = self.accelerator.unwrap_model(self.model).state_dict()
+        return {k: v.detach().cpu().contiguous() for k, v in state_dict.items()
                 if k.startswith(("value_head.", "value_model."))}
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -300,6 +336,7 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         from safetensors.torch import save_file
 
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        critic = self._critic_state(state_dict) if state_dict is not None else None
         if state_dict is not None:
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("value_head.", "value_model."))}
         elif self._critic_mode == "model":
@@ -308,7 +345,7 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
                           if not k.startswith(("value_head.", "value_model."))}
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
-            save_file(self._critic_state(), os.path.join(output_dir, CRITIC_FILE))
+            save_file(critic if critic else self._critic_state(), os.path.join(output_dir, CRITIC_FILE))
 
     def _rollout_file(self, directory: str) -> str:
         return os.path.join(directory, ROLLOUT_FILE.format(rank=self.accelerator.process_index))
