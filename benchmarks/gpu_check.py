@@ -1,10 +1,10 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """One prepared GPU check: the benchmark harness, then every trainer under DeepSpeed ZeRO-2, ZeRO-3 and FSDP2.
 
-    python benchmarks/gpu_check.py --part harness --out DIR   # the harness alone (one run of <= 9 minutes)
-    python benchmarks/gpu_check.py --part matrix --out DIR    # the engine x trainer matrix alone (<= 9 minutes)
-    python benchmarks/gpu_check.py                            # both, one after the other (default --part all)
-    python benchmarks/gpu_check.py --dry-run --out DIR        # the same steps on CPU: tiny shapes, no engine
+    python -m benchmarks.gpu_check --part harness --out DIR   # the harness alone (one run of <= 9 minutes)
+    python -m benchmarks.gpu_check --part matrix --out DIR    # the engine x trainer matrix alone (<= 9 minutes)
+    python -m benchmarks.gpu_check                            # both, one after the other (default --part all)
+    python -m benchmarks.gpu_check --dry-run --out DIR        # the same steps on CPU: tiny shapes, no engine
 
 Steps, each printed as a progress line, none stopping the others:
 
@@ -48,8 +48,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.report import TRACEBACK_LINES, first_error_line, traceback_tail  # noqa: E402
 
@@ -299,7 +297,8 @@ def matrix_step(args: argparse.Namespace, out: Path, engine: str, budget_left: f
     result_file.unlink(missing_ok=True)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1"]
     launch += ["--cpu"] if engine == "none" else ["--config_file", str(REPO_ROOT / ENGINES[engine])]
-    cmd = launch + [str(Path(__file__).resolve()), "--worker", "--engine", engine, "--trainers", args.trainers,
+    # `-m` from the repository root (`_run`'s cwd): the worker imports `benchmarks.*` as a package, as here
+    cmd = launch + ["-m", "benchmarks.gpu_check", "--worker", "--engine", engine, "--trainers", args.trainers,
                     "--result", str(result_file)] + (["--dry-run"] if args.dry_run else [])
     progress(f"matrix {engine}: accelerate launch ({len(args.trainers.split(','))} trainers)")
     code, output = _run(cmd, budget_left, out / f"matrix_{engine}.log", echo=True)
@@ -429,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out) if args.out else REPO_ROOT / "benchmarks" / "results" / device_slug(device_name())
     out.mkdir(parents=True, exist_ok=True)
     report = {**_environment(), "dry_run": args.dry_run, "part": args.part, "trainers": args.trainers.split(","),
-              "command": "python benchmarks/gpu_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+              "command": "python -m benchmarks.gpu_check " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "matrix": {}}
     progress(f"device {report['device']}; versions {report['versions']}; part {args.part}")
 

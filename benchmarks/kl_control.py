@@ -1,10 +1,10 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """GRPO or PPO on the real SmolLM2-135M-Instruct with adaptive vs fixed KL control: KL, β and reward per update.
 
-    python benchmarks/kl_control.py --algo grpo --kl_control fixed    --steps 60 --out benchmarks/results/cpu
-    python benchmarks/kl_control.py --algo grpo --kl_control adaptive --steps 60 --kl_target 0.1 --kl_horizon 16
-    python benchmarks/kl_control.py --algo ppo  --kl_control adaptive --steps 80 --kl_target 1.0
-    python benchmarks/kl_control.py --algo ppo --plot     # both runs' JSON -> ppo_kl_control.png / .md
+    python -m benchmarks.kl_control --algo grpo --kl_control fixed    --steps 60 --out benchmarks/results/cpu
+    python -m benchmarks.kl_control --algo grpo --kl_control adaptive --steps 60 --kl_target 0.1 --kl_horizon 16
+    python -m benchmarks.kl_control --algo ppo  --kl_control adaptive --steps 80 --kl_target 1.0
+    python -m benchmarks.kl_control --algo ppo --plot     # both runs' JSON -> ppo_kl_control.png / .md
 
 Each run uses recipes/<algo>.py's defaults (LoRA, bundled arithmetic prompts, rule rewards) with `logging_steps=1`, and
 writes `<algo>_kl_<mode>.json`: per KL measurement (GRPO: every step; PPO: every rollout) the KL in nats per
@@ -40,15 +40,13 @@ def _versions() -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import importlib
-
     from trl import ModelConfig, TrlParser
 
-    sys.path.insert(0, str(REPO / "recipes"))
-    from recipe_utils import MathsRLScriptArguments, default_config_argv
-
+    from benchmarks.common import load_recipe
     from trl_ext import GRPOConfig, PPOConfig
-    recipe = importlib.import_module(args.algo)
+    from trl_ext.scripts.utils import MathsRLScriptArguments, default_config_argv
+
+    recipe = load_recipe(args.algo)
     # GRPO: completions per step = per-device batch; PPO: completions per rollout = batch x mini-batches
     per_device = args.completions_per_step // (args.ppo_mini_batches if args.algo == "ppo" else 1)
 
@@ -92,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
         "mean_reward_last_quarter": statistics.mean(s["reward"] for s in steps[-max(1, len(steps) // 4):]),
         "accuracy_before": result["before"], "accuracy_after": result["after"],
         "model": "SmolLM2-135M-Instruct (real) + LoRA r=16", "device": _device(), "versions": _versions(),
-        "command": "python benchmarks/kl_control.py "
+        "command": "python -m benchmarks.kl_control "
         + " ".join(sys.argv[1:]), "per_step": steps,
     }
     out = Path(args.out)

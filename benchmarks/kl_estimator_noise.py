@@ -5,13 +5,13 @@ sequence KL(π‖π_ref) (reference = adapter disabled) by three estimators:
 
 * `k1`: Σ_t log π(a_t) − log π_ref(a_t) (PPO's KL-in-reward, old TRL's `objective/kl`);
 * `k3`: Σ_t exp(−d_t) + d_t − 1 with d_t the same log-ratio (TRL's GRPO `kl`, there as a token mean);
-* `full`: Σ_t Σ_v π(v|s_t) log(π(v|s_t)/π_ref(v|s_t)) (`trl_ext.full_kl_per_token`, `kl_estimator="full"`).
+* `full`: Σ_t Σ_v π(v|s_t) log(π(v|s_t)/π_ref(v|s_t)) (`trl_ext.kl_controllers.full_kl_per_token`, `kl_estimator="full"`).
 
 All three have the same expectation; the batch-to-batch relative s.d. is what an adaptive KL controller sees as noise.
 Odd batches reuse the previous batch's prompts, so the same-prompt differences show how much of the noise is from
 sampling and how much from which prompts were drawn.
 
-    python benchmarks/kl_estimator_noise.py outputs/ppo_kl_adaptive --batches 12 --out benchmarks/results/cpu
+    python -m benchmarks.kl_estimator_noise outputs/ppo_kl_adaptive --batches 12 --out benchmarks/results/cpu
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def main(args: argparse.Namespace) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    sys.path[:0] = [str(REPO), str(REPO / "recipes")]
-    from model_assets import smollm2_path
-    from recipe_utils import prompt_answer_dataset
-    from trl_ext import full_kl_per_token, load_preference_file
+    from trl_ext import load_preference_file
+    from trl_ext.kl_controllers import full_kl_per_token
+    from trl_ext.rewards.maths import prompt_answer_dataset
+    from trl_ext.scripts.assets import smollm2_path
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -96,7 +96,7 @@ def main(args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("adapter", help="LoRA adapter directory (e.g. the output of benchmarks/kl_control.py)")
+    parser.add_argument("adapter", help="LoRA adapter directory (e.g. the output of `python -m benchmarks.kl_control`)")
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--completions", type=int, default=32)
     parser.add_argument("--max_new_tokens", type=int, default=16)

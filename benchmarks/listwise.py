@@ -1,9 +1,9 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """Bradley-Terry all-pairs vs Plackett-Luce (listwise) on held-out rankings: a reward model and DPO.
 
-    python benchmarks/listwise.py --part rm     # MiniLM reward model on OASST1 ranked groups, whole trees held out
-    python benchmarks/listwise.py --part dpo    # SmolLM2-135M-Instruct + LoRA DPO on the bundled ranked arithmetic data
-    python benchmarks/listwise.py --part rm --seeds 0,1,2 --epochs 2
+    python -m benchmarks.listwise --part rm     # MiniLM reward model on OASST1 ranked groups, whole trees held out
+    python -m benchmarks.listwise --part dpo    # SmolLM2-135M-Instruct + LoRA DPO on the bundled ranked arithmetic data
+    python -m benchmarks.listwise --part rm --seeds 0,1,2 --epochs 2
 
 Both losses train in grouped mode (one forward per completion) on the same groups, from the same initialisation, for
 the same number of epochs, so they get the same compute; the wall-clock of each run is reported.
@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `benchmarks.common`
 
 import torch  # noqa: E402
 
@@ -71,7 +70,7 @@ def _held_out_metrics(trainer, accuracy_key: str) -> dict:
 
 
 def run_rm(args) -> dict:
-    from model_assets import minilm_path
+    from trl_ext.scripts.assets import minilm_path
     from trl_ext import BertClsRewardModel, RewardConfig, RewardTrainer, load_oasst_ranked
 
     groups = load_oasst_ranked(shared_data_dir() / "oasst1" / "oasst1_en_validation.messages.jsonl",
@@ -116,7 +115,7 @@ def run_dpo(args) -> dict:
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from model_assets import smollm2_path
+    from trl_ext.scripts.assets import smollm2_path
     from trl_ext import DPOConfig, DPOTrainer, load_preference_file
 
     data = load_preference_file(REPO_ROOT / "recipes" / "data" / "arithmetic_ranked.jsonl")
@@ -177,7 +176,7 @@ def main() -> None:
         args.max_groups = 48
     torch.set_num_threads(os.cpu_count() or 1)
 
-    result = {**environment("python benchmarks/listwise.py " + " ".join(sys.argv[1:])),
+    result = {**environment("python -m benchmarks.listwise " + " ".join(sys.argv[1:])),
               **(run_rm(args) if rm else run_dpo(args))}
     result["mean_over_seeds"] = _summaries(result["runs"])
     out = Path(args.out)

@@ -1,9 +1,9 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """Where a QLoRA policy's memory goes, against bf16 LoRA, measured on CPU.
 
-    python benchmarks/qlora_memory.py                      # both parts -> benchmarks/results/cpu/qlora_memory.{json,md}
-    python benchmarks/qlora_memory.py --part held          # bytes held by the policy, by dtype (SmolLM2-135M shape)
-    python benchmarks/qlora_memory.py --part profile       # one DPO step's memory by category (scaled 1B shape)
+    python -m benchmarks.qlora_memory                      # both parts -> benchmarks/results/cpu/qlora_memory.{json,md}
+    python -m benchmarks.qlora_memory --part held          # bytes held by the policy, by dtype (SmolLM2-135M shape)
+    python -m benchmarks.qlora_memory --part profile       # one DPO step's memory by category (scaled 1B shape)
 
 Three policies, each loaded by `trl_ext.load_policy` from the same random-weight checkpoint: bf16 LoRA, 4-bit QLoRA
 with peft's fp32 upcast of the unquantised parameters (`upcast_norms_and_embeddings=True`, what `load_policy` did
@@ -35,7 +35,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
@@ -189,7 +188,7 @@ def profile(shape: str = "llama-3.2-1b-quarter", pairs: int = 2, prompt_len: int
 
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# QLoRA memory on CPU: where the bytes go", "", f"Command: `{result['command']}`  ",
-             "Weights are random (public architecture configs); see `benchmarks/qlora_memory.py` for the method.", ""]
+             "Weights are random (public architecture configs); see `benchmarks/qlora_memory.py` (`python -m benchmarks.qlora_memory`) for the method.", ""]
     if "held" in result:
         held_result = result["held"]
         lines += [f"## Bytes held by the policy ({held_result['shape']}, {held_result['n_params'] / 1e6:.1f}M "
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = json.loads(Path(args.from_json).read_text())
         Path(args.from_json).with_suffix(".md").write_text(markdown(result))
         return result
-    command = "python benchmarks/qlora_memory.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python -m benchmarks.qlora_memory " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     result: dict[str, Any] = {**environment(command.strip()), "command": command.strip()}
     if args.part in ("all", "held"):
         result["held"] = held()

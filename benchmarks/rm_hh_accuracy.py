@@ -1,8 +1,8 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """Held-out accuracy of the MiniLM encoder reward model on Anthropic HH-RLHF (helpful-base + harmless-base).
 
-    python benchmarks/rm_hh_accuracy.py                                   # cls and mean pooling x 128/256/512 tokens
-    python benchmarks/rm_hh_accuracy.py --poolings mean --max_lengths 256 --max_train_pairs 2000
+    python -m benchmarks.rm_hh_accuracy                                   # cls and mean pooling x 128/256/512 tokens
+    python -m benchmarks.rm_hh_accuracy --poolings mean --max_lengths 256 --max_train_pairs 2000
 
 Uses the HH files in `../shared/data/hh-rlhf`, holds out 10 % of the *prompts* (seed 42: no prompt is on both sides),
 fine-tunes all-MiniLM-L6-v2 + a linear reward head on the rest (Bradley-Terry) and reports held-out pairwise accuracy,
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `benchmarks.common`
 
 import torch  # noqa: E402
 
@@ -59,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
-    from model_assets import minilm_path
+    from trl_ext.scripts.assets import minilm_path
     from trl_ext import BertClsRewardModel, RewardConfig, RewardTrainer, load_hh_rlhf
 
     data, hh_stats = load_hh_rlhf([shared_data_dir() / "hh-rlhf" / f"{name}_test.jsonl.gz"
@@ -68,7 +67,7 @@ def main() -> None:
     train = train.shuffle(seed=42)
     if args.max_train_pairs:
         train = train.select(range(min(args.max_train_pairs, len(train))))
-    result = {**environment("python benchmarks/rm_hh_accuracy.py " + " ".join(sys.argv[1:])),
+    result = {**environment("python -m benchmarks.rm_hh_accuracy " + " ".join(sys.argv[1:])),
               "data": "HH-RLHF helpful-base + harmless-base test files, 10 % of prompts held out (seed 42)",
               "hh_loader_stats": hh_stats, "train_pairs": len(train), "heldout_pairs": len(held),
               "heldout_prompts": len(set(held["prompt"])), "model": "all-MiniLM-L6-v2 + linear reward head, full "

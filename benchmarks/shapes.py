@@ -3,7 +3,7 @@
 
 Each shape copies the published architecture hyper-parameters of a real checkpoint (hidden size, layers, heads, vocab,
 ...), so parameter counts, FLOPs and memory match it; the weights are random, which changes nothing about speed or
-memory. Tokenizers are local character-level ones (`tests.helpers`): one token per character, so sequence lengths are
+memory. Tokenizers are local character-level ones (`benchmarks.common`): one token per character, so sequence lengths are
 exact. Models are saved once per shape to a cache folder (TRL and 4-bit loading read them back by path).
 """
 

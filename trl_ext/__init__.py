@@ -14,28 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it. This table is the package's public API (`__all__`).
+# Public name -> the module that defines it. This table is the package's public API (`__all__`): the names a user
+# needs. Everything else stays importable from its submodule (`trl_ext.metrics.kendall_tau`,
+# `trl_ext.trainer.ranked_data.RankedDataArguments`, `trl_ext.rewards.RunningMoments`, ...).
 _IMPORT_STRUCTURE: dict[str, list[str]] = {
-    "trl_ext.data": [
-        "PAIR_STRATEGIES", "RankingStats", "is_ranked_dataset", "load_hh_rlhf", "load_oasst_ranked",
-        "load_preference_file", "rank_pairs", "ranked_to_pairs", "ranks_from_scores", "validate_ranked_example",
-    ],
-    "trl_ext.losses": [
-        "GROUPED_DPO_LOSS_TYPES", "bradley_terry_loss", "dpo_pair_losses", "grouped_bradley_terry_loss",
-        "plackett_luce_loss", "weighted_mean",
-    ],
-    "trl_ext.metrics": ["group_ranking_metrics", "kendall_tau", "ndcg", "pair_accuracy", "pairwise_auc", "spearman",
-                        "top1_correct"],
-    "trl_ext.kl_controllers": ["AdaptiveKLController", "FixedKLController", "build_kl_controller",
-                               "full_kl_per_token", "kl_error"],
-    "trl_ext.modeling_bert_cls_reward": ["BertClsRewardConfig", "BertClsRewardModel", "PairEncoding",
-                                         "encode_prompt_response", "is_encoder_config", "render_messages"],
-    "trl_ext.modeling_value_head": ["ValueHead"],
-    "trl_ext.peft_utils": ["add_frozen_reference_adapter", "bnb_4bit_config", "is_4bit", "load_policy",
-                           "lora_config", "reference_policy"],
-    "trl_ext.rewards": ["RunningMoments", "TextRewardModel"],
-    "trl_ext.trainer.ranked_data": ["RankedDataArguments"],
-    "trl_ext.trainer.kl_control": ["KLControlArguments", "KLControlCallback"],
     "trl_ext.trainer.reward_config": ["RewardConfig"],
     "trl_ext.trainer.reward_trainer": ["RewardDataCollator", "RewardTrainer"],
     "trl_ext.trainer.dpo_config": ["DPOConfig"],
@@ -46,6 +28,16 @@ _IMPORT_STRUCTURE: dict[str, list[str]] = {
     "trl_ext.trainer.rloo_trainer": ["RLOOTrainer"],
     "trl_ext.trainer.ppo_config": ["PPOConfig"],
     "trl_ext.trainer.ppo_trainer": ["PPOTrainer"],
+    "trl_ext.trainer.kl_control": ["KLControlCallback"],
+    "trl_ext.trainer.judge_callback": ["JudgeCallback"],
+    "trl_ext.data": ["RankingStats", "is_ranked_dataset", "load_hh_rlhf", "load_oasst_ranked", "load_preference_file",
+                     "ranked_to_pairs", "ranks_from_scores", "validate_ranked_example"],
+    "trl_ext.rewards": ["TextRewardModel"],
+    "trl_ext.modeling_bert_cls_reward": ["BertClsRewardConfig", "BertClsRewardModel"],
+    "trl_ext.losses": ["bradley_terry_loss", "dpo_pair_losses", "grouped_bradley_terry_loss", "plackett_luce_loss"],
+    "trl_ext.kl_controllers": ["AdaptiveKLController", "FixedKLController", "build_kl_controller"],
+    "trl_ext.peft_utils": ["add_frozen_reference_adapter", "bnb_4bit_config", "load_policy", "lora_config",
+                           "reference_policy"],
 }
 
 _MODULE_OF = {name: module for module, names in _IMPORT_STRUCTURE.items() for name in names}
@@ -74,27 +66,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from .data import (PAIR_STRATEGIES, RankingStats, is_ranked_dataset, load_hh_rlhf, load_oasst_ranked,
-                       load_preference_file, rank_pairs, ranked_to_pairs, ranks_from_scores, validate_ranked_example)
-    from .kl_controllers import (AdaptiveKLController, FixedKLController, build_kl_controller, full_kl_per_token,
-                                 kl_error)
-    from .losses import (GROUPED_DPO_LOSS_TYPES, bradley_terry_loss, dpo_pair_losses, grouped_bradley_terry_loss,
-                         plackett_luce_loss, weighted_mean)
-    from .metrics import group_ranking_metrics, kendall_tau, ndcg, pair_accuracy, pairwise_auc, spearman, top1_correct
-    from .modeling_bert_cls_reward import (BertClsRewardConfig, BertClsRewardModel, PairEncoding,
-                                           encode_prompt_response, is_encoder_config, render_messages)
-    from .modeling_value_head import ValueHead
-    from .peft_utils import (add_frozen_reference_adapter, bnb_4bit_config, is_4bit, load_policy, lora_config,
-                             reference_policy)
-    from .rewards import RunningMoments, TextRewardModel
+    from .data import (RankingStats, is_ranked_dataset, load_hh_rlhf, load_oasst_ranked, load_preference_file,
+                       ranked_to_pairs, ranks_from_scores, validate_ranked_example)
+    from .kl_controllers import AdaptiveKLController, FixedKLController, build_kl_controller
+    from .losses import bradley_terry_loss, dpo_pair_losses, grouped_bradley_terry_loss, plackett_luce_loss
+    from .modeling_bert_cls_reward import BertClsRewardConfig, BertClsRewardModel
+    from .peft_utils import add_frozen_reference_adapter, bnb_4bit_config, load_policy, lora_config, reference_policy
+    from .rewards import TextRewardModel
     from .trainer.dpo_config import DPOConfig
     from .trainer.dpo_trainer import DPODataCollator, DPOTrainer
     from .trainer.grpo_config import GRPOConfig
     from .trainer.grpo_trainer import GRPOTrainer
-    from .trainer.kl_control import KLControlArguments, KLControlCallback
+    from .trainer.judge_callback import JudgeCallback
+    from .trainer.kl_control import KLControlCallback
     from .trainer.ppo_config import PPOConfig
     from .trainer.ppo_trainer import PPOTrainer
-    from .trainer.ranked_data import RankedDataArguments
     from .trainer.reward_config import RewardConfig
     from .trainer.reward_trainer import RewardDataCollator, RewardTrainer
     from .trainer.rloo_config import RLOOConfig

@@ -50,6 +50,18 @@ HOOKS: dict[str, dict[str, tuple[str, ...]]] = {
         "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"),
         "_save_checkpoint": ("self", "model", "trial"),
     },
+    "transformers.PreTrainedModel": {
+        "_init_weights": ("self", "module"),
+    },
+}
+
+#: Private class attributes of TRL/transformers classes that trl_ext's subclasses set in their class body, by the class
+#: that defines them. The unit tests check each exists on the installed class, and that no other private class
+#: attribute of a library class is set.
+CLASS_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "trl.RewardTrainer": ("_tag_names",),  # tags written into saved model cards; ours add "trl_ext"
+    "trl.DPOTrainer": ("_tag_names",),
+    "transformers.PreTrainedModel": ("_supports_sdpa", "_no_split_modules"),  # how a model declares what it supports
 }
 
 
@@ -83,6 +95,33 @@ check_versions()
 # --------------------------------------------------------------------------------------------------------------------
 # Classes and functions TRL keeps in its submodules
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def online_init_types() -> tuple[Any, Any, Any]:
+    """TRL's type aliases `RewardFunc`, `RolloutFunc` and `EnvironmentFactory` (trl/trainer/grpo_trainer.py, not
+    exported by `trl`), the types of `GRPOTrainer.__init__`'s `reward_funcs`, `rollout_func` and
+    `environment_factory`: our online trainers' signatures show TRL's types."""
+    module = importlib.import_module("trl.trainer.grpo_trainer")
+    return module.RewardFunc, module.RolloutFunc, module.EnvironmentFactory
+
+
+def checkpointing_disabled(model: Any, checkpointing_kwargs: dict | None = None) -> Any:
+    """TRL's `trl.models.utils.disable_gradient_checkpointing(model, kwargs)`: a context that turns activation
+    checkpointing off and back on (with `checkpointing_kwargs`) if it was on, as TRL's GRPO/RLOO do around their
+    no-grad reference passes."""
+    from trl.models.utils import disable_gradient_checkpointing
+
+    return disable_gradient_checkpointing(model, checkpointing_kwargs)
+
+
+def init_weights_as(model: Any, module: Any) -> bool:
+    """Initialise `module` as `model`'s own `PreTrainedModel._init_weights` does (False when `model` has none): a
+    wrapper model initialises the wrapped encoder's modules the encoder's way."""
+    init = getattr(model, "_init_weights", None)
+    if init is None:
+        return False
+    init(module)
+    return True
 
 
 def reward_preference_collator() -> type:

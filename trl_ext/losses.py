@@ -28,6 +28,9 @@ def bradley_terry_loss(
 ) -> torch.Tensor:
     """Pairwise Bradley-Terry loss `-log σ(r_chosen - r_rejected - margin)`.
 
+    On unweighted pairs, a mirror of TRL 1.16's `RewardTrainer.compute_loss` loss (trl/trainer/reward_trainer.py lines
+    789–792), which runs inline after TRL's forward and has no per-pair function to call; the tests compare the two.
+
     With `weight`, the weighted mean `Σ w·l / Σ w`: with the default ranking weights (1/#pairs of the group) this is
     the mean over groups of the mean over each group's pairs, i.e. exactly what [`grouped_bradley_terry_loss`] computes.
     """
@@ -134,8 +137,9 @@ def plackett_luce_loss(
     return weighted_mean(per_group, group_weight)
 
 
-# Every loss type TRL 1.16's DPOTrainer accepts. Evaluated per pair on pairs gathered from completions that were each
-# forwarded once (grouped ranked training); the tests pin each one to `trl.DPOTrainer` on the same pairs.
+# Every loss type TRL 1.16's DPOTrainer accepts, each mirrored by `dpo_pair_losses`. Evaluated per pair on pairs gathered
+# from completions that were each forwarded once (grouped ranked training); the tests pin each one to `trl.DPOTrainer`
+# on the same pairs, and fail when TRL's `_compute_loss` branches on a type this tuple lacks.
 GROUPED_DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
     "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
@@ -163,6 +167,14 @@ def dpo_pair_losses(
     discopop_tau: float = 0.05,
 ) -> torch.Tensor:
     """Per-pair DPO-family losses from the log-ratios `log π(y|x) − log π_ref(y|x)` of the preferred and other answer.
+
+    **A mirror of TRL 1.16's `DPOTrainer._compute_loss`, trl/trainer/dpo_trainer.py lines 1386–1516** (the branch per
+    `loss_type`, with the `reverse_kl` scores of lines 1353–1355). TRL computes those losses inline, after its own
+    forward of a `[chosen..., rejected...]` batch, and has no function to call on pairs gathered from grouped rows;
+    the upstream hook that would remove this copy is a per-pair method, e.g. `DPOTrainer.dpo_loss(chosen_logratios,
+    rejected_logratios, chosen_logps=None, rejected_logps=None, completion_lengths=None) -> per-pair losses`, that
+    `_compute_loss` itself calls. Kept equal to TRL by tests (values, metrics and gradients against `trl.DPOTrainer`
+    for every type; a TRL type missing here fails them). Listed in docs/trl_internals.md.
 
     With Δ = chosen − rejected: `sigmoid` (DPO) −log σ(βΔ); `hinge` (SLiC) max(0, 1 − βΔ); `ipo` (Δ/length − 1/(2β))²
     with per-token normalised log-ratios; `exo_pair` (EXO, Eq. 16) the KL to [1 − ε, ε]; `nca_pair`, `bco_pair`,

@@ -77,7 +77,8 @@ def _tied_pairs(x: torch.Tensor) -> float:
 def pair_accuracy(
     chosen: torch.Tensor, rejected: torch.Tensor, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """(Weighted) fraction of pairs where the chosen reward beats the rejected one; ties count 0.5.
+    """(Weighted) fraction of pairs where the chosen reward strictly beats the rejected one: a tie is not a win (0),
+    as in the `accuracy` TRL's RewardTrainer logs and the `rewards/accuracies` of its DPOTrainer.
 
     Args:
         chosen: rewards of the chosen completions, any shape.
@@ -97,8 +98,8 @@ def pair_accuracy(
     dtype = chosen.dtype if chosen.is_floating_point() else torch.get_default_dtype()
     chosen = chosen.detach()
     rejected = rejected.detach().to(chosen.device)
-    # 1 for a win, 0.5 for a tie, 0 for a loss: a model that outputs constants should get 0.5, not 0 or 1.
-    correct = (chosen > rejected).to(dtype) + 0.5 * (chosen == rejected).to(dtype)
+    # a win must be strict (TRL's meaning of accuracy): a model that outputs constants gets 0
+    correct = (chosen > rejected).to(dtype)
     if weight is None:
         return correct.mean()
     if weight.shape != chosen.shape:

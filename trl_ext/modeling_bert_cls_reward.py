@@ -196,11 +196,13 @@ class BertClsRewardModel(PreTrainedModel):
                 handle.write(LOADER_SOURCE)
 
     def _init_weights(self, module: nn.Module) -> None:
+        """Extends transformers' initialisation hook: the scalar head as a classifier head, every other module as the
+        wrapped encoder initialises it."""
         if module is getattr(self, "score", None):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             nn.init.zeros_(module.bias)
-        elif hasattr(self, "encoder") and hasattr(self.encoder, "_init_weights"):
-            self.encoder._init_weights(module)
+        elif hasattr(self, "encoder"):
+            compat.init_weights_as(self.encoder, module)
 
     def freeze_encoder(self, freeze: bool = True) -> None:
         """Freeze (or unfreeze) the encoder so only the scalar head trains. Recorded in the config."""

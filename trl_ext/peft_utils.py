@@ -259,19 +259,6 @@ def _enable_checkpointing(model: PreTrainedModel, kwargs: dict[str, Any]) -> Non
         model.enable_input_require_grads()
 
 
-@contextlib.contextmanager
-def activation_checkpointing_disabled(model: PreTrainedModel, kwargs: dict[str, Any] | None = None):
-    """Run with activation checkpointing off, then turn it back on with `kwargs` if it was on."""
-    was_enabled = model.is_activation_checkpointing
-    if was_enabled:
-        model.activation_checkpointing_disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            model.activation_checkpointing_enable(kwargs)
-
-
 def _keep_cpu_4bit_layout_trainable(model: torch.nn.Module) -> None:
     """Stop bitsandbytes from repacking 4-bit weights for CPU inference inside a model that will be trained.
 

@@ -222,7 +222,7 @@ def test_cpu_smoke_run_writes_every_scenario(tmp_path):
 
 
 def test_kl_control_plot_shows_both_estimators_and_compared_runs(tmp_path):
-    """benchmarks/kl_control.py --plot: the table names each run's estimator and error, compared runs included."""
+    """`python -m benchmarks.kl_control --plot`: the table names each run's estimator and error, compared runs included."""
     from benchmarks.kl_control import plot
 
     def run(estimator, kls, sampled=None):
@@ -231,7 +231,7 @@ def test_kl_control_plot_shows_both_estimators_and_compared_runs(tmp_path):
         return {"kl_target": 1.0, "kl_horizon": 400.0, "beta_start": 0.4, "kl_estimator": estimator, "learning_rate": 5e-5,
                 "mean_kl_second_half": 1.0, "mean_abs_rel_error_second_half": 0.11,
                 "mean_abs_rel_error_second_half_sampled_kl": 0.3, "accuracy_before": 0.1, "accuracy_after": 0.3,
-                "wall_clock_s": 1.0, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+                "wall_clock_s": 1.0, "command": "python -m benchmarks.kl_control ...", "per_step": rows}
 
     (tmp_path / "ppo_kl_adaptive.json").write_text(json.dumps(run("full", [0.9, 1.1], sampled=[0.7, 1.4])))
     (tmp_path / "ppo_kl_adaptive_old.json").write_text(json.dumps(run("sample", [0.5, 1.5])))
@@ -250,7 +250,7 @@ def test_kl_control_plot_lists_a_run_stopped_by_hand(tmp_path):
 
     rows = [{"step": 1, "kl": 0.2, "beta": 0.3, "reward": 0.1}, {"step": 5, "kl": 1.8, "beta": 0.31, "reward": 0.4}]
     partial = {"kl_target": 1.0, "kl_horizon": 200.0, "beta_start": 0.3, "learning_rate": 1e-4, "steps": 160,
-               "stopped_at_step": 5, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+               "stopped_at_step": 5, "command": "python -m benchmarks.kl_control ...", "per_step": rows}
     (tmp_path / "ppo_kl_adaptive_partial.json").write_text(json.dumps(partial))
     plot(tmp_path, "ppo", ("ppo_kl_adaptive_partial.json",))
     assert "| adaptive_partial | sample | 0.0001 | 1.0 | 200.0 | 0.3 -> 0.31 | stopped at step 5 of 160 |" in (
@@ -276,14 +276,14 @@ def test_kl_control_table_shows_no_horizon_for_a_fixed_beta_run(tmp_path):
     rows = [{"step": i + 1, "kl": 0.5, "beta": 0.4, "reward": 0.2} for i in range(4)]
     run = {"kl_control": "fixed", "kl_target": 1.0, "kl_horizon": 16, "beta_start": 0.4, "learning_rate": 5e-5,
            "mean_kl_second_half": 0.5, "mean_abs_rel_error_second_half": 0.5, "accuracy_before": 0.1,
-           "accuracy_after": 0.2, "wall_clock_s": 1.0, "command": "python benchmarks/kl_control.py ...", "per_step": rows}
+           "accuracy_after": 0.2, "wall_clock_s": 1.0, "command": "python -m benchmarks.kl_control ...", "per_step": rows}
     (tmp_path / "grpo_kl_fixed.json").write_text(json.dumps(run))
     plot(tmp_path, "grpo")
     assert "| fixed | sample | 5e-05 | 1.0 | - | 0.4 -> 0.4 |" in (tmp_path / "grpo_kl_control.md").read_text()
 
 
 def test_rlhf_pipeline_report_of_a_finished_run(tmp_path):
-    """`benchmarks/rlhf_pipeline.py --from_dir` turns the recipe's pipeline.json into the results JSON and table."""
+    """`python -m benchmarks.rlhf_pipeline --from_dir` turns the recipe's pipeline.json into the results JSON and table."""
     run = tmp_path / "run"
     run.mkdir()
     points = [{"step": 0, "learned_reward": 3.5, "kl": 0.0, "true_score": 0.75, "beta": 0.02},
@@ -295,7 +295,7 @@ def test_rlhf_pipeline_report_of_a_finished_run(tmp_path):
                "rl": {"fixed": {"algo": "ppo", "kl_control": "fixed", "beta_start": 0.02, "beta_end": 0.02,
                                 "kl_target": 0.5, "steps": 6, "reward_funcs": ["reward_model"], "points": points}}}
     (run / "pipeline.json").write_text(json.dumps(figures))
-    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "rlhf_pipeline.py"), "--from_dir", str(run),
+    subprocess.run([sys.executable, "-m", "benchmarks.rlhf_pipeline", "--from_dir", str(run),
                     "--out", str(tmp_path / "out")], check=True, capture_output=True, cwd=REPO_ROOT)
     result = json.loads((tmp_path / "out" / "rlhf_pipeline.json").read_text())
     assert result["command"] == "accelerate launch recipes/rlhf_pipeline.py" and result["versions"]["trl"]
@@ -306,9 +306,9 @@ def test_rlhf_pipeline_report_of_a_finished_run(tmp_path):
 
 
 def test_rm_hh_accuracy_records_each_runs_curve(tmp_path, minilm_dir, shared_data):
-    """`benchmarks/rm_hh_accuracy.py`: one short real run writes accuracy, eval loss and its training curve."""
+    """`python -m benchmarks.rm_hh_accuracy`: one short real run writes accuracy, eval loss and its training curve."""
     out = tmp_path / "hh"
-    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "rm_hh_accuracy.py"), "--poolings", "mean",
+    subprocess.run([sys.executable, "-m", "benchmarks.rm_hh_accuracy", "--poolings", "mean",
                     "--max_lengths", "32", "--max_train_pairs", "32", "--batch", "8", "--logging_steps", "2",
                     "--out", str(out)], check=True, capture_output=True, cwd=REPO_ROOT, timeout=600)
     result = json.loads((out / "rm_hh_accuracy.json").read_text())

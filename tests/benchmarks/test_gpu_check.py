@@ -15,7 +15,7 @@ from tests.helpers import REPO_ROOT, run_script
 
 
 def test_dry_run_runs_every_step_and_writes_the_report(tmp_path):
-    proc = run_script([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--out",
+    proc = run_script([sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--out",
                        str(tmp_path)], cwd=REPO_ROOT)
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["dry_run"] and report["device"] == "cpu" and report["versions"]["trl"] and report["part"] == "all"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))  # the recipe is a script, not a module
 
 from dpo_lora import DEFAULT_CONFIG, DPOScriptArguments, main  # noqa: E402
-from recipe_utils import parse  # noqa: E402
 from trl import ModelConfig  # noqa: E402
 
 from trl_ext import DPOConfig  # noqa: E402
+from trl_ext.scripts.utils import parse  # noqa: E402
 
 if __name__ == "__main__":
     script_args, training_args, model_args = parse((DPOScriptArguments, DPOConfig, ModelConfig), None, DEFAULT_CONFIG)

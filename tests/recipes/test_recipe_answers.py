@@ -9,9 +9,9 @@ import sys
 import pytest
 from datasets import Dataset
 
-import recipe_utils
-from recipe_utils import prompt_answer_dataset
-from tests.helpers import run_script
+from tests.helpers import RECIPES_DIR, run_script
+from trl_ext.rewards.maths import check_answer_row, prompt_answer_dataset
+from trl_ext.scripts.utils import DataArguments, load_splits
 
 
 @pytest.mark.parametrize("bad", ["five", None, "", "n/a"])
@@ -26,8 +26,8 @@ def test_numbers_and_gsm8k_answers_are_answers():
     rows = [{"prompt": "a", "answer": "5"}, {"prompt": "b", "answer": "... #### 1,234"},
             {"prompt": "c", "answer": "-2.5"}]
     assert prompt_answer_dataset(Dataset.from_list(rows))["answer"] == ["5", "... #### 1,234", "-2.5"]
-    recipe_utils.check_answer_row({"prompt": "p", "answer": 7}, 0)
-    recipe_utils.check_answer_row({"prompt": "p", "chosen": "a", "rejected": "b"}, 0)  # no answer: nothing to check
+    check_answer_row({"prompt": "p", "answer": 7}, 0)
+    check_answer_row({"prompt": "p", "chosen": "a", "rejected": "b"}, 0)  # no answer: nothing to check
 
 
 def _file(tmp_path, rows):
@@ -39,17 +39,17 @@ def _file(tmp_path, rows):
 def test_load_splits_names_the_file_row(tmp_path):
     rows = [{"prompt": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(20)]
     rows[13]["answer"] = "n/a"
-    args = recipe_utils.DataArguments(dataset_path=str(_file(tmp_path, rows)))
+    args = DataArguments(dataset_path=str(_file(tmp_path, rows)))
     with pytest.raises(ValueError, match=r"maths.jsonl: row 13, field 'answer': 'n/a' holds no number"):
-        recipe_utils.load_splits(args, tmp_path / "unused", seed=0,
-                                  check_row=recipe_utils.check_answer_row)
+        load_splits(args, tmp_path / "unused", seed=0,
+                    check_row=check_answer_row)
 
 
 def test_the_recipe_stops_with_one_line_before_any_model_loads(tmp_path):
     recipe = "grpo.py"  # recipes/ppo.py loads its data the same way (one subprocess is enough for the suite)
     rows = [{"prompt": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(20)]
     rows[4]["answer"] = "unknown"
-    proc = run_script([sys.executable, str(recipe_utils.RECIPES_DIR / recipe), "--dataset_path",
+    proc = run_script([sys.executable, str(RECIPES_DIR / recipe), "--dataset_path",
                        str(_file(tmp_path, rows)), "--output_dir", str(tmp_path / "out")], cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]

@@ -1,12 +1,14 @@
-"""recipes/recipe_utils.py: hub access only when the user names a hub model or dataset, and the RL prompt data."""
+"""trl_ext.scripts.utils (what the recipes share): hub access only when the user names a hub model or dataset, and the RL prompt data."""
 
 from __future__ import annotations
 
 import pytest
 from datasets import Dataset
 
-import recipe_utils
-from recipe_utils import offline_unless_hub_named, prompt_answer_dataset
+from tests.helpers import RECIPES_DIR
+from trl_ext.rewards.maths import prompt_answer_dataset
+from trl_ext.scripts import utils as script_utils
+from trl_ext.scripts.utils import offline_unless_hub_named
 from trl_ext.rewards import final_number_reward
 
 
@@ -43,7 +45,7 @@ def test_a_hub_model_named_in_the_yaml_keeps_the_hub(clean_env, tmp_path):
 
     config = tmp_path / "mine.yaml"
     config.write_text("model_name_or_path: Qwen/Qwen2.5-0.5B-Instruct\n")
-    assert offline_unless_hub_named(["--config", str(config)], recipe_utils.RECIPES_DIR / "dpo_lora.yaml") is False
+    assert offline_unless_hub_named(["--config", str(config)], RECIPES_DIR / "dpo_lora.yaml") is False
     assert "HF_HUB_OFFLINE" not in os.environ
 
 
@@ -86,22 +88,22 @@ def _file(tmp_path, rows):
 
 
 def _data_args(path, **kw):
-    return recipe_utils.DataArguments(dataset_path=str(path), **kw)
+    return script_utils.DataArguments(dataset_path=str(path), **kw)
 
 
 def test_split_values_other_than_the_split_names_are_refused(tmp_path):
     rows = [{"prompt": f"p{i}", "chosen": "a", "rejected": "b", "split": s}
             for i, s in enumerate(["train"] * 10 + ["test"] * 10 + ["dev"] * 10)]
     with pytest.raises(ValueError, match=r"column 'split' has values \{'dev': 10\} besides 'train' and 'test'"):
-        recipe_utils.load_splits(_data_args(_file(tmp_path, rows)), tmp_path / "unused", seed=0)
+        script_utils.load_splits(_data_args(_file(tmp_path, rows)), tmp_path / "unused", seed=0)
 
 
 def test_errors_name_the_row_of_the_file_not_of_the_shuffled_split(tmp_path):
     rows = [{"prompt": f"p{i}", "completions": ["a", "b"], "ranks": [0, 1]} for i in range(20)]
     rows[7]["ranks"] = [0, -1]
     with pytest.raises(ValueError, match=r"data.jsonl: row 7, field 'ranks'"):
-        recipe_utils.load_splits(_data_args(_file(tmp_path, rows)), tmp_path / "unused", seed=0)
-    splits = recipe_utils.load_splits(_data_args(_file(tmp_path, rows)), tmp_path / "unused", seed=0,
+        script_utils.load_splits(_data_args(_file(tmp_path, rows)), tmp_path / "unused", seed=0)
+    splits = script_utils.load_splits(_data_args(_file(tmp_path, rows)), tmp_path / "unused", seed=0,
                                       on_invalid_rows="skip")
     assert len(splits["train"]) + len(splits["test"]) == 19
 
@@ -116,9 +118,23 @@ def test_bad_options_stop_with_one_line_before_any_model_loads(argv, message, tm
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(recipe_utils.RECIPES_DIR / "dpo_lora.py"), *argv], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, str(RECIPES_DIR / "dpo_lora.py"), *argv], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"dpo_lora.py: error: {message}"], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "usage:" not in proc.stderr
+
+
+def test_importing_the_script_helpers_loads_no_hub_library():
+    """The recipes call `offline_unless_hub_named` right after importing it: datasets, transformers and
+    huggingface_hub read HF_HUB_OFFLINE once, at their import, so importing the helper must not import them."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json\nfrom trl_ext.scripts.utils import offline_unless_hub_named\n"
+            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
+    modules = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                            timeout=120).stdout.splitlines()[-1]))
+    assert not modules & {"datasets", "transformers", "huggingface_hub", "trl", "torch"}

@@ -1,9 +1,12 @@
 """recipes/rlhf_pipeline.py on tiny models: all stages end to end (each artefact written and reloaded by the next),
-the --stages resume path, one-line option errors, the ground truth kept out of training, and the r1 order."""
+the diagnosis (best-of-n, on-policy RM accuracy, gold-reward RL, the RM formatting check), the KL-budget checkpoint,
+the --stages resume path, options checked before any model loads, the ground truth kept out of training, and the r1
+order."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -13,6 +16,7 @@ from tests.helpers import run_script as _run
 
 RECIPE = str(REPO_ROOT / "recipes" / "rlhf_pipeline.py")
 TINY = ["--dtype", "float32", "--max_train_samples", "16", "--judge_prompts", "4", "--judge_every", "1",
+        "--judge_samples", "2", "--best_of_n", "1,2,4", "--kl_budget", "1e6",
         "--judge_max_new_tokens", "4", "--sft.max_steps", "2", "--rm.max_steps", "2", "--ppo.max_steps", "2",
         "--ppo.max_completion_length", "4", "--ppo.logging_steps", "1", "--grpo.max_steps", "1",
         "--grpo.max_completion_length", "4", "--max_eval_samples", "4"]
@@ -39,24 +43,104 @@ def test_all_stages_write_their_artefacts_and_figures(pipeline_run):
         assert (out / f"rl_{mode}" / "value_head.safetensors").exists()
     assert (out / "over_optimisation.png").stat().st_size > 0
     results = json.loads((out / "pipeline.json").read_text())
-    assert set(results["seconds"]) == {"sft", "rm", "rl_fixed", "rl_adaptive"}
+    assert set(results["seconds"]) == set(results["load_average"]) == {"sft", "rm", "diagnose", "rl_fixed",
+                                                                       "rl_adaptive"}
+    assert results["judge_prompts"] == 4 and results["sft"]["judge"]["samples"] == 2
     assert results["rm"]["accuracy"]["after"] is not None and results["rm"]["rm/kendall_tau"]["after"] is not None
     for mode in ("fixed", "adaptive"):
         run = results["rl"][mode]
         assert run["kl_control"] == mode and run["steps"] == 2
         steps = [p["step"] for p in run["points"]]
-        assert steps == [0, 1, 2]  # before RL, every judge_every=1 steps, and the end (not twice)
+        assert steps == [0, 1, 2]  # the SFT policy, every judge_every=1 steps, and the end (not twice)
+        # step 0 is the SFT policy as the diagnosis measured it (every sample of every held-out prompt)
+        assert run["points"][0]["true_score"] == results["diagnose"]["best_of_n"][0]["true_score"]
+        assert run["points"][0]["source"] == "diagnose: 4 samples per prompt" and run["points"][0]["kl"] == 0.0
         for point in run["points"]:
-            assert {"learned_reward", "kl", "true_score"} <= point.keys()
-            assert 0.0 <= point["true_score"] <= 1.0
-        assert abs(run["points"][0]["kl"]) < 1e-4  # before RL the policy is its SFT reference
+            assert {"learned_reward", "kl", "true_score", "true_score_ci95"} <= point.keys()
+            assert 0.0 <= point["true_score"] <= 1.0 and point["true_score_ci95"] >= 0.0
+        assert abs(run["points"][1]["kl"]) < 50  # judged against the frozen SFT reference
+        # the chosen checkpoint: the highest learned reward within the KL budget (here every judgement), saved
+        top = max(p["learned_reward"] for p in run["points"])
+        assert run["chosen"]["learned_reward"] == top and run["kl_budget"] == 1e6
+        if run["chosen"]["step"] > 0:
+            assert (out / f"rl_{mode}" / "best" / "adapter_config.json").exists()
     assert results["rl"]["fixed"]["beta_end"] == results["rl"]["fixed"]["beta_start"]
     assert "reward model held-out accuracy" in proc.stdout and "  adaptive: learned_reward" in proc.stdout
+
+
+def test_diagnosis_best_of_n_and_onpolicy_accuracy(pipeline_run):
+    out, proc = pipeline_run
+    diagnose = json.loads((out / "pipeline.json").read_text())["diagnose"]
+    assert [row["n"] for row in diagnose["best_of_n"]] == [1, 2, 4] and diagnose["samples_per_prompt"] == 4
+    for row in diagnose["best_of_n"]:
+        assert row["kl"] == pytest.approx(math.log(row["n"]) - (row["n"] - 1) / row["n"])
+        assert 0.0 <= row["true_score"] <= 1.0
+    rm = [row["learned_reward"] for row in diagnose["best_of_n"]]
+    assert rm == sorted(rm)  # the RM's own score of its pick can only grow with n
+    assert diagnose["onpolicy_pairs"] >= 0 and (diagnose["onpolicy_pairs"] == 0 or
+                                                0.0 <= diagnose["onpolicy_rm_accuracy"] <= 1.0)
+    assert "best-of-4: KL 0.636" in proc.stdout and "on-policy RM accuracy" in proc.stdout
+
+
+def test_rm_scoring_encodes_what_rm_training_saw(tmp_path, tiny_llama_causal_dir, tiny_bert_dir):
+    """The formatting check: with a max_length that truncates every prompt, RL's TextRewardModel must cut the same
+    tokens as RewardTrainer did (it takes RM training's max_length), or the RM scores inputs it never saw."""
+    out = tmp_path / "fmt"
+    _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, out, "--stages", "rm", "--rm.max_length", "12"), cwd=tmp_path)
+    check = json.loads((out / "pipeline.json").read_text())["rm"]["format_check"]
+    assert check["checked"] == 16 * 4 and check["identical"] == check["checked"], check
+
+
+def test_rm_format_check_reports_a_difference(tiny_bert_dir):
+    from datasets import Dataset
+
+    sys.path.insert(0, str(REPO_ROOT / "recipes"))
+    from rlhf_pipeline import rm_format_check
+
+    from trl_ext import RewardConfig, RewardTrainer, TextRewardModel
+
+    groups = Dataset.from_list([{"prompt": [{"role": "user", "content": "What is 7 + 5 and a long tail of words?"}],
+                                 "completions": [[{"role": "assistant", "content": "7 + 5 = 12."}],
+                                                 [{"role": "assistant", "content": "I don't know."}]],
+                                 "ranks": [0, 1]}] * 2)
+    args = RewardConfig(output_dir="unused", max_length=12, bf16=False, report_to=[], reward_head="cls")
+    trainer = RewardTrainer(tiny_bert_dir, args=args, train_dataset=groups)
+    scorer = TextRewardModel(trainer.model, trainer.processing_class)  # default max_length: longer than training's
+    check = rm_format_check(trainer, groups, scorer)
+    assert check["checked"] == 4 and check["identical"] == 0 and "group 0, completion 0" in check["first_difference"]
+    same = rm_format_check(trainer, groups, TextRewardModel(trainer.model, trainer.processing_class, max_length=12))
+    assert same["identical"] == same["checked"] == 4
+
+
+def test_gold_reward_rl_is_the_upper_bound_run(pipeline_run, tiny_llama_causal_dir, tiny_bert_dir):
+    out, _ = pipeline_run
+    proc = _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, out, "--stages", "rl_gold", "--ppo.max_steps", "1"),
+                cwd=out)
+    results = json.loads((out / "pipeline.json").read_text())
+    gold = results["rl_gold"]
+    assert gold["reward_funcs"] == ["final_number_reward"] and "answer" in gold["train_columns"]
+    assert gold["kl_control"] == "fixed" and gold["steps"] == 1 and [p["step"] for p in gold["points"]] == [0, 1]
+    assert results["rl"]["fixed"]["reward_funcs"] == ["reward_model"]  # the rlhf runs keep the RM as their reward
+    assert "=== stage rl_gold ===" in proc.stdout and "=== stage rl_fixed ===" not in proc.stdout
+    # the report: the upper bound in its own table, its time outside the default run's total; the issue's keys
+    report = out / "report"
+    _run([sys.executable, "-m", "benchmarks.rlhf_pipeline", "--from_dir", str(out), "--out", str(report)],
+         cwd=REPO_ROOT)
+    table = (report / "rlhf_pipeline.md").read_text()
+    default = [results["seconds"][s] for s in ("sft", "rm", "diagnose", "rl_fixed", "rl_adaptive")]
+    assert "| rl_gold (extra, not in the total) |" in table and f"| total | {sum(default):.0f} |" in table
+    assert "Upper bound: RL `rl_gold` with the gold reward" in table
+    result = json.loads((report / "rlhf_pipeline.json").read_text())
+    assert result["best_of_n"] == results["diagnose"]["best_of_n"] and result["judge_prompts"] == 4
+    assert result["onpolicy_rm_accuracy"] == results["diagnose"]["onpolicy_rm_accuracy"] or \
+        math.isnan(result["onpolicy_rm_accuracy"])
+    assert result["torch_threads"] == results["torch_threads"] >= 1
 
 
 def test_the_true_score_never_enters_training(pipeline_run):
     out, _ = pipeline_run
     results = json.loads((out / "pipeline.json").read_text())
+    assert set(results["rl"]) == {"fixed", "adaptive"}  # (the gold-reward upper bound is kept apart: rl_gold)
     for run in results["rl"].values():
         assert run["reward_funcs"] == ["reward_model"]  # the learned RM only: no rule reward
         assert run["train_columns"] == ["prompt"]  # and no answer a reward could read
@@ -80,13 +164,40 @@ def test_a_missing_stage_artefact_or_a_bad_option_is_one_line(tmp_path, tiny_lla
                 check=False)
     assert proc.returncode == 2 and "stage rl needs the SFT adapter" in proc.stderr
     assert "Traceback" not in proc.stderr
-    for bad, message in ((["--ppo.max_stepz", "3"], "unknown option --max_stepz"),
-                         (["--stages", "sft,ppo"], "not a stage of the rlhf pipeline"),
-                         (["--nope.lr", "1"], "unknown option section --nope.")):
-        proc = _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, tmp_path / "x", *bad), cwd=tmp_path, check=False)
-        last = proc.stderr.strip().splitlines()[-1]  # (bitsandbytes may print a kernels notice on import first)
-        assert proc.returncode == 2 and last.startswith("rlhf_pipeline.py: error: ") and message in last, proc.stderr
-        assert "Traceback" not in proc.stderr
+    # a bad option as the command line shows it (the other bad options: in-process, below)
+    proc = _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, tmp_path / "x", "--ppo.max_stepz", "3"), cwd=tmp_path,
+                check=False)
+    last = proc.stderr.strip().splitlines()[-1]  # (bitsandbytes may print a kernels notice on import first)
+    assert proc.returncode == 2 and last.startswith("rlhf_pipeline.py: error: ") and "unknown option --max_stepz" in \
+        last, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("bad,message", [
+    (["--stages", "sft,ppo"], "not a stage of the rlhf pipeline"),
+    (["--nope.lr", "1"], "unknown option section --nope."),
+    (["--stages", ""], "--stages '': name the stages to run"),
+    (["--stages", "sft,,rm"], "name the stages to run"),
+    (["--stages", "sft,sft"], "['sft'] named twice"),
+    (["--best_of_n", "1,x"], "--best_of_n '1,x': comma-separated integers"),
+    (["--kl_budget", "nan"], "--kl_budget nan: must be a finite number"),
+    # the horizon is used only by the adaptive run: checked as that run will run, before any model loads
+    (["--ppo.kl_horizon", "0"], "section 'ppo' (run rl_adaptive): "),
+    (["--ppo.kl_horizon", "3"], "kl_horizon=3 is too short for 16 sequences per update"),
+    (["--kl_control", "adaptive", "--ppo.beta", "0"], "needs beta > 0"),
+    (["--pipeline", "r1", "--grpo.reward_weights", "1"], "reward_weights=[1.0]: the grpo_rules run has 2 reward "),
+])
+def test_options_are_refused_before_any_model_loads(bad, message, tmp_path, capsys, tiny_llama_causal_dir,
+                                                     tiny_bert_dir):
+    sys.path.insert(0, str(REPO_ROOT / "recipes"))
+    from rlhf_pipeline import parse_pipeline
+
+    argv = _tiny(tiny_llama_causal_dir, tiny_bert_dir, tmp_path / "x", *bad)[2:]
+    with pytest.raises(SystemExit) as exit_info:
+        parse_pipeline(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "x").exists()  # nothing ran
 
 
 def test_r1_order_runs_every_stage(tmp_path, tiny_llama_causal_dir, tiny_bert_dir):

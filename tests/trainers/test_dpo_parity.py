@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from trl_ext import DPOConfig, DPOTrainer, ranked_to_pairs
 from trl_ext import _trl_compat as compat
+from trl_ext.losses import GROUPED_DPO_LOSS_TYPES
 
 GROUPS = [
     {"prompt": "2+2=", "completions": [" 4", " 5 or so"], "ranks": [0, 1]},
@@ -20,6 +21,34 @@ GROUPS = [
 LOSSES = [["sigmoid"], ["hinge"], ["ipo"], ["exo_pair"], ["nca_pair"], ["robust"], ["bco_pair"], ["sppo_hard"],
           ["aot"], ["aot_unpaired"], ["apo_zero"], ["apo_down"], ["discopop"], ["sft"], ["sigmoid_norm"],
           ["sigmoid", "sft"], ["aot", "hinge", "sft"]]
+
+
+def _trl_loss_types() -> dict[str, set[str]]:
+    """TRL's DPO loss types, read from TRL itself two ways: the `loss_type == "..."` branches of
+    `DPOTrainer._compute_loss` (what TRL computes) and the values DPOConfig's `loss_type` help lists (what it offers)."""
+    import ast
+    import dataclasses
+    import inspect
+    import re
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(trl.trainer.dpo_trainer.DPOTrainer._compute_loss))
+    branches = {comparator.value for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "loss_type"
+                and all(isinstance(op, ast.Eq) for op in node.ops)
+                for comparator in node.comparators if isinstance(comparator, ast.Constant)}
+    help_text = next(f for f in dataclasses.fields(trl.trainer.dpo_config.DPOConfig) if f.name == "loss_type")
+    offered = set(re.findall(r"`'([a-z_]+)'`", help_text.metadata["help"]))
+    return {"_compute_loss branches": branches, "DPOConfig.loss_type help": offered}
+
+
+@pytest.mark.parametrize("where", ["_compute_loss branches", "DPOConfig.loss_type help"])
+def test_every_trl_loss_type_is_mirrored_and_parity_tested(where):
+    """A loss type TRL adds fails here until `dpo_pair_losses` mirrors it and LOSSES compares it with TRL."""
+    trl_types = _trl_loss_types()[where]
+    assert len(trl_types) >= 15, trl_types  # the reading found TRL's list (15 in TRL 1.16)
+    assert trl_types == set(GROUPED_DPO_LOSS_TYPES)
+    assert trl_types <= {loss_type[0] for loss_type in LOSSES if len(loss_type) == 1}
 
 
 def _models(path):

@@ -19,7 +19,8 @@ from tests.unit.test_peft_utils import (  # noqa: E402,F401  (fixtures and helpe
     tokenizer,
 )
 
-from trl_ext import DPOConfig, DPOTrainer, is_4bit, load_policy  # noqa: E402
+from trl_ext import DPOConfig, DPOTrainer, load_policy  # noqa: E402
+from trl_ext.peft_utils import is_4bit  # noqa: E402
 from trl_ext.peft_utils import trainable_parameter_names  # noqa: E402
 
 RANKED = [

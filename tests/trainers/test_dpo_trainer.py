@@ -169,15 +169,17 @@ def test_preference_accuracy_counts_every_pair(tmp_path, tiny_llama_causal_dir):
                          eval_dataset=Dataset.from_list(RANKED), peft_config=LoraConfig(r=4, target_modules="all-linear"))
     result = trainer.preference_accuracy()
     assert result["pairs"] == 9
-    assert result["reward_accuracy"] == 0.5  # fresh adapter: policy == reference, every pair ties
+    # fresh adapter: policy == reference, every pair ties, and a tie is not a win (TRL's `rewards/accuracies`)
+    assert result["reward_accuracy"] == 0.0 and result["reward_ties"] == 1.0
     batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(3)])
     with torch.no_grad():
         out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         logp = torch.log_softmax(out.logits[:, :-1].double(), -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
         seq = (logp * batch["completion_mask"][:, 1:]).sum(1)
     b, w = batch["pair_index"][:, 0], batch["pair_index"][:, 1]
-    expected = ((seq[b] > seq[w]).double().sum() + 0.5 * (seq[b] == seq[w]).double().sum()).item() / 9
-    assert result["logp_accuracy"] == pytest.approx(expected)
+    assert result["logp_accuracy"] == pytest.approx((seq[b] > seq[w]).double().sum().item() / 9)
+    assert result["logp_ties"] == pytest.approx((seq[b] == seq[w]).double().sum().item() / 9)
+    assert set(result) == {"reward_accuracy", "logp_accuracy", "reward_ties", "logp_ties", "pairs"}
 
 
 def test_preference_accuracy_forwards_each_row_once_per_call(tmp_path, tiny_llama_causal_dir):
@@ -195,7 +197,7 @@ def test_preference_accuracy_forwards_each_row_once_per_call(tmp_path, tiny_llam
     assert trainer._policy_is_reference()
     before = trainer.preference_accuracy()
     assert len(calls) == batches  # the reference only: the fresh adapter adds nothing to the base
-    assert before["reward_accuracy"] == 0.5 and before["pairs"] == 9
+    assert before["reward_accuracy"] == 0.0 and before["reward_ties"] == 1.0 and before["pairs"] == 9
     handle.remove()
     trainer.train()
     assert not trainer._policy_is_reference()
@@ -207,7 +209,7 @@ def test_preference_accuracy_forwards_each_row_once_per_call(tmp_path, tiny_llam
     trainer._ref_logps_cache = (None, None)  # the full computation: reference and policy forwarded again
     full = trainer.preference_accuracy()
     assert after == full
-    assert after["reward_accuracy"] != 0.5  # trained: the implicit reward no longer ties every pair
+    assert after["reward_ties"] < 1.0  # trained: the implicit reward no longer ties every pair
 
 
 def test_policy_is_reference_with_an_sft_adapter_and_its_ref_copy(tmp_path, tiny_llama_causal_dir):
@@ -223,7 +225,7 @@ def test_policy_is_reference_with_an_sft_adapter_and_its_ref_copy(tmp_path, tiny
                          eval_dataset=Dataset.from_list(RANKED))
     assert "ref" in trainer.model.peft_config  # TRL's frozen copy of the SFT adapter is the reference
     assert trainer._policy_is_reference()
-    assert trainer.preference_accuracy()["reward_accuracy"] == 0.5
+    assert trainer.preference_accuracy()["reward_ties"] == 1.0
     with torch.no_grad():
         next(p for n, p in trainer.model.named_parameters() if "lora_B.default" in n).add_(0.01)
     assert not trainer._policy_is_reference()

@@ -53,3 +53,22 @@ def test_rebinding_trl_dpo_trainer_to_ours_keeps_working(monkeypatch, tiny_llama
     args = trl.DPOConfig(output_dir=str(tmp_path), bf16=False, report_to=[], max_steps=1)
     trainer = trl.DPOTrainer(tiny_llama_causal_dir, args=args, train_dataset=PAIRS)
     assert type(trainer) is trl_ext.DPOTrainer and trainer.train().training_loss > 0
+
+
+def test_positional_calls_bind_as_trls_and_a_given_collator_is_kept(tiny_llama_causal_dir, tiny_llama_seqcls_dir,
+                                                                    tmp_path):
+    """TRL's parameter order: arguments passed by position land where TRL's would, and a `data_collator` passed by
+    position is used as given (ours replaces TRL's default collator only)."""
+    dpo_args = trl_ext.DPOConfig(output_dir=str(tmp_path / "dpo"), bf16=False, report_to=[])
+    dpo = trl_ext.DPOTrainer(tiny_llama_causal_dir, None, dpo_args, None, PAIRS)
+    assert dpo.args is dpo_args and type(dpo.data_collator) is trl_ext.DPODataCollator
+    assert len(dpo.train_dataset) == len(PAIRS)
+
+    def collator(examples):
+        return examples
+
+    reward_args = trl.RewardConfig(output_dir=str(tmp_path / "rm"), bf16=False, report_to=[])  # TRL's own config
+    reward = trl_ext.RewardTrainer(tiny_llama_seqcls_dir, reward_args, collator, PAIRS)
+    assert isinstance(reward.args, trl_ext.RewardConfig)  # upgraded, with trl_ext's defaults for our fields
+    assert reward.data_collator is collator
+    assert len(reward.train_dataset) == len(PAIRS)

@@ -225,7 +225,8 @@ def test_qlora_grpo_trains_only_the_adapter(tiny_llama_causal_dir, tmp_path):
     from transformers import AutoTokenizer
     from trl import ModelConfig
 
-    from trl_ext import is_4bit, load_policy
+    from trl_ext import load_policy
+    from trl_ext.peft_utils import is_4bit
     from trl_ext.peft_utils import trainable_parameter_names
 
     model, peft_config = load_policy(ModelConfig(model_name_or_path=tiny_llama_causal_dir, load_in_4bit=True,
@@ -266,7 +267,7 @@ def test_environment_or_rollout_func_owned_data_needs_no_prompt_column():
     # TRL's environment_factory / rollout_func build the rollouts from other columns (e.g. `environment`)
     data = Dataset.from_list([{"environment": "game"}] * 2)
     check = trl_ext.GRPOTrainer._check_prompt_columns
-    check((), {"train_dataset": data, "environment_factory": {"game": object}})
-    check((), {"train_dataset": data, "rollout_func": lambda *a, **k: None})
+    check(data, None, environment_factory={"game": object})
+    check(data, None, rollout_func=lambda *a, **k: None)
     with pytest.raises(ValueError, match="no 'prompt' column"):
-        check((), {"train_dataset": data})
+        check(data, None)

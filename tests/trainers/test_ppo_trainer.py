@@ -41,11 +41,34 @@ def _rows(trainer, key):
 
 
 # ------------------------------------------------------------------------------------------------------------ config
-def test_config_defaults_and_aliases(tmp_path):
-    args = trl_ext.PPOConfig(output_dir=str(tmp_path), bf16=False, num_ppo_epochs=3, num_mini_batches=2)
+def test_config_defaults_and_aliases(tmp_path, monkeypatch):
+    from trl_ext.trainer import config_utils
+
+    monkeypatch.setattr(config_utils, "_WARNED_ALIASES", set())
+    with pytest.warns(FutureWarning) as caught:
+        args = trl_ext.PPOConfig(output_dir=str(tmp_path), bf16=False, num_ppo_epochs=3, num_mini_batches=2,
+                                 reward_clip=1.5)
+        trl_ext.PPOConfig(output_dir=str(tmp_path), bf16=False, num_ppo_epochs=3, num_mini_batches=2, reward_clip=1.5)
+    alias_warnings = [str(w.message) for w in caught if "deprecated alias" in str(w.message)]
+    assert sorted(alias_warnings) == sorted([  # once each, naming the new option
+        f"PPOConfig.{old} is a deprecated alias of PPOConfig.{new}; set {new} instead (the old name will be removed)."
+        for old, new in [("num_ppo_epochs", "num_iterations"), ("num_mini_batches", "steps_per_generation"),
+                         ("reward_clip", "reward_clip_range")]])
     assert args.num_generations == 1  # no groups needed: the critic is the baseline
     assert args.num_iterations == 3 and args.steps_per_generation == 2
+    assert args.reward_clip_range == (-1.5, 1.5)  # TRL RLOOConfig's option, with its meaning
     assert args.beta == 0.05 and args.kl_target == 6.0 and args.kl_target_unit == "sequence"
+
+
+@pytest.mark.parametrize("bounds", [(1.0, -1.0), (0.0,), "ab", (0.0, float("nan")), (True, 2.0)])
+def test_reward_clip_range_refuses_what_is_not_min_max(tmp_path, bounds):
+    with pytest.raises(ValueError, match=r"reward_clip_range=.* must be \(min, max\)"):
+        trl_ext.PPOConfig(output_dir=str(tmp_path), bf16=False, reward_clip_range=bounds)
+
+
+def test_reward_clip_alias_contradicting_the_range_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"reward_clip=1.0 contradicts reward_clip_range=\(0.0, 2.0\)"):
+        trl_ext.PPOConfig(output_dir=str(tmp_path), bf16=False, reward_clip=1.0, reward_clip_range=(0.0, 2.0))
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -174,7 +197,8 @@ def test_qlora_ppo_one_4bit_base(tiny_llama_causal_dir, tmp_path):
     from transformers import AutoTokenizer
     from trl import ModelConfig
 
-    from trl_ext import is_4bit, load_policy
+    from trl_ext import load_policy
+    from trl_ext.peft_utils import is_4bit
 
     model, peft_config = load_policy(ModelConfig(model_name_or_path=tiny_llama_causal_dir, load_in_4bit=True,
                                                  use_peft=True, lora_r=4, lora_alpha=8,
@@ -221,7 +245,8 @@ def test_reward_clip_then_missing_eos_penalty(tiny_llama_causal_dir, tmp_path):
 
     trainer = trl_ext.PPOTrainer(tiny_llama_causal_dir, reward_funcs=five, train_dataset=_prompts(),
                                  args=_args(tmp_path, max_steps=1, num_iterations=1, steps_per_generation=1,
-                                            max_completion_length=3, reward_clip=1.0, missing_eos_penalty=0.5))
+                                            max_completion_length=3, reward_clip_range=(-1.0, 1.0),
+                                            missing_eos_penalty=0.5))
     trainer.train()
     row = _rows(trainer, "objective/scores")[0]
     # every completion is clipped to 1.0; those cut at max_completion_length (no EOS) lose 0.5

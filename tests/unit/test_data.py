@@ -114,6 +114,12 @@ def test_rank_pairs_unknown_strategy():
         rank_pairs([0, 1], "pairwise")
 
 
+def test_rank_pairs_takes_the_option_name_the_configs_use():
+    assert rank_pairs([1, 0, 2], pair_strategy="adjacent") == ([(1, 0), (0, 2)], 0)
+    with pytest.warns(FutureWarning, match="now called pair_strategy"):
+        assert rank_pairs([1, 0, 2], strategy="adjacent") == ([(1, 0), (0, 2)], 0)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # ranked_to_pairs
 # ---------------------------------------------------------------------------------------------------------------------

@@ -45,6 +45,34 @@ def test_public_api_resolves_and_is_declared_once():
     assert declaring == [Path("__init__.py")]
 
 
+# Internals a user does not need at the top level, and the submodule that keeps each of them importable.
+INTERNAL_NAMES = {
+    "weighted_mean": "trl_ext.losses", "GROUPED_DPO_LOSS_TYPES": "trl_ext.losses", "kl_error": "trl_ext.kl_controllers",
+    "full_kl_per_token": "trl_ext.kl_controllers", "PairEncoding": "trl_ext.modeling_bert_cls_reward",
+    "render_messages": "trl_ext.modeling_bert_cls_reward", "encode_prompt_response": "trl_ext.modeling_bert_cls_reward",
+    "is_encoder_config": "trl_ext.modeling_bert_cls_reward", "is_4bit": "trl_ext.peft_utils",
+    "RunningMoments": "trl_ext.rewards", "ValueHead": "trl_ext.modeling_value_head", "kendall_tau": "trl_ext.metrics",
+    "spearman": "trl_ext.metrics", "ndcg": "trl_ext.metrics", "pair_accuracy": "trl_ext.metrics",
+    "pairwise_auc": "trl_ext.metrics", "top1_correct": "trl_ext.metrics", "group_ranking_metrics": "trl_ext.metrics",
+    "rank_pairs": "trl_ext.data", "PAIR_STRATEGIES": "trl_ext.data",
+    "RankedDataArguments": "trl_ext.trainer.ranked_data", "KLControlArguments": "trl_ext.trainer.kl_control",
+    "sample_completions": "trl_ext.trainer.judge_callback", "onpolicy_pair_accuracy": "trl_ext.trainer.judge_callback",
+}
+
+
+def test_public_api_is_what_a_user_needs_and_internals_stay_in_their_submodules():
+    import importlib
+
+    assert len(trl_ext.__all__) <= 40, sorted(trl_ext.__all__)
+    for trainer in ("Reward", "DPO", "GRPO", "RLOO", "PPO"):
+        assert {f"{trainer}Trainer", f"{trainer}Config"} <= set(trl_ext.__all__)
+    for name, module in INTERNAL_NAMES.items():
+        assert name not in trl_ext.__all__, name
+        with pytest.raises(AttributeError):
+            getattr(trl_ext, name)
+        assert getattr(importlib.import_module(module), name) is not None, (module, name)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Private TRL / transformers names only in _trl_compat.py
 # --------------------------------------------------------------------------------------------------------------------
@@ -70,11 +98,33 @@ def _private_names_defined(trees: dict[Path, ast.AST]) -> set[str]:
     return {name for name in defined if _is_private(name)}
 
 
-def private_uses(source: str, own_private: set[str]) -> list[str]:
-    """Uses in `source` of TRL/transformers internals: imports from TRL's submodules, imports of underscore names from
-    trl/transformers, and private attributes trl_ext does not define itself."""
+_RECEIVERS_OF_OUR_OWN = ("self", "cls")
+
+
+def _is_own_receiver(node: ast.AST) -> bool:
+    """`self`, `cls` or `super()`: the object whose class trl_ext defines."""
+    return ((isinstance(node, ast.Name) and node.id in _RECEIVERS_OF_OUR_OWN)
+            or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"))
+
+
+def private_uses(source: str, own_private: set[str], library_private: frozenset[str] = frozenset(),
+                 listed: frozenset[str] = frozenset()) -> list[str]:
+    """Uses in `source` of TRL/transformers/torch internals:
+
+    * imports from TRL's submodules, and imports of underscore names from trl/transformers;
+    * reading a private attribute trl_ext does not define itself, on any object (`trainer._metrics`,
+      `self.encoder._init_weights`), or, through `getattr`/`hasattr`, by name;
+    * writing a private attribute on an object other than `self`/`cls` (a user's tokenizer, model or config), with
+      `=` or `setattr`, even under a name of trl_ext's own;
+    * a class body that sets a library's private class attribute or defines a library's private method
+      (`_tag_names = [...]`, `def _init_weights`), unless `_trl_compat` lists it (`listed`: `HOOKS`,
+      `CLASS_ATTRIBUTES`).
+
+    `own_private`: underscore names trl_ext defines and no library does; `library_private`: those TRL,
+    transformers' Trainer/PreTrainedModel/configs/tokenizers and torch's `nn.Module` define."""
     problems = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             root = node.module.split(".")[0]
             if root == "trl" and node.module != "trl":
@@ -85,13 +135,36 @@ def private_uses(source: str, own_private: set[str]) -> list[str]:
         elif isinstance(node, ast.Import):
             problems += [f"line {node.lineno}: import {alias.name}" for alias in node.names
                          if alias.name.startswith("trl.")]
-        elif isinstance(node, ast.Attribute) and _is_private(node.attr) and node.attr not in own_private:
-            problems.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Attribute) and _is_private(node.attr):
+            if isinstance(node.ctx, ast.Load):
+                if node.attr not in own_private and not (node.attr in listed and _is_own_receiver(node.value)):
+                    problems.append(f"line {node.lineno}: reads {ast.unparse(node)}")
+            elif not _is_own_receiver(node.value):
+                problems.append(f"line {node.lineno}: writes {ast.unparse(node)} on an object that is not self")
+            elif node.attr not in own_private:
+                problems.append(f"line {node.lineno}: writes {ast.unparse(node)}")
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) >= 2
+              and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2
               and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
-              and _is_private(node.args[1].value) and node.args[1].value not in own_private):
-            problems.append(f"line {node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
+              and _is_private(node.args[1].value)):
+            name = node.args[1].value
+            if node.func.id in ("setattr", "delattr") and not _is_own_receiver(node.args[0]):
+                problems.append(f"line {node.lineno}: {node.func.id}({ast.unparse(node.args[0])}, {name!r}) on an "
+                                "object that is not self")
+            elif name not in own_private:
+                problems.append(f"line {node.lineno}: {node.func.id}(..., {name!r})")
+        elif isinstance(node, ast.ClassDef):
+            for statement in node.body:
+                if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names = [statement.name]
+                elif isinstance(statement, ast.Assign):
+                    names = [t.id for t in statement.targets if isinstance(t, ast.Name)]
+                elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                    names = [statement.target.id]
+                else:
+                    names = []
+                problems += [f"line {statement.lineno}: class {node.name} sets {name}, a library's private name"
+                             for name in names if _is_private(name) and name in library_private and name not in listed]
     return problems
 
 
@@ -99,23 +172,35 @@ def _package_trees() -> dict[Path, ast.AST]:
     return {path: ast.parse(path.read_text()) for path in PACKAGE.rglob("*.py") if path != COMPAT}
 
 
-def _library_private_names() -> set[str]:
-    """Private names TRL and transformers' Trainer define: assigning or reading one of them is a private use even
-    though trl_ext's code assigns it too (`self._step += 1`)."""
+def _library_private_names() -> frozenset[str]:
+    """Private names TRL, transformers' Trainer, PreTrainedModel, configs, tokenizers and callbacks, and torch's
+    `nn.Module` define: assigning or reading one of them is a private use even though trl_ext's code assigns it too
+    (`self._step += 1`)."""
+    import torch
     import transformers
     import trl
 
-    sources = [*Path(trl.__file__).parent.rglob("*.py"), Path(transformers.__file__).parent / "trainer.py"]
-    return _private_names_defined({path: ast.parse(path.read_text()) for path in sources})
+    library = Path(transformers.__file__).parent
+    sources = [*Path(trl.__file__).parent.rglob("*.py"),
+               *(library / name for name in ("trainer.py", "modeling_utils.py", "configuration_utils.py",
+                                             "tokenization_utils_base.py", "trainer_callback.py", "training_args.py")),
+               Path(torch.__file__).parent / "nn" / "modules" / "module.py"]
+    return frozenset(_private_names_defined({path: ast.parse(path.read_text()) for path in sources}))
+
+
+def _listed_in_compat() -> frozenset[str]:
+    from trl_ext import _trl_compat as compat
+
+    return frozenset({name for names in compat.HOOKS.values() for name in names}
+                     | {name for names in compat.CLASS_ATTRIBUTES.values() for name in names})
 
 
 def test_only_the_compat_module_reaches_trl_internals():
-    from trl_ext import _trl_compat as compat
-
     trees = _package_trees()
-    hooks = {hook for hooks in compat.HOOKS.values() for hook in hooks}
-    own = (_private_names_defined(trees) - _library_private_names()) | hooks
-    problems = {str(path.relative_to(PACKAGE)): private_uses(path.read_text(), own) for path in trees}
+    library, listed = _library_private_names(), _listed_in_compat()
+    own = _private_names_defined(trees) - library
+    problems = {str(path.relative_to(PACKAGE)): private_uses(path.read_text(), own, library, listed)
+                for path in trees}
     assert {path: found for path, found in problems.items() if found} == {}
 
 
@@ -126,10 +211,30 @@ def test_only_the_compat_module_reaches_trl_internals():
     "from transformers.configuration_utils import _private",
     "def f(trainer):\n    return trainer._metrics",
     "def f(config):\n    return getattr(config, '_name_or_path', None)",
+    # attribute access on an object other than self, of a library's private name we also define
+    "class M:\n    def f(self, module):\n        self.encoder._init_weights(module)",
+    "def f(model):\n    return hasattr(model, '_init_weights')",
+    # a library's private class attribute or method set in a class body
+    "class T:\n    _tag_names = ['trl']",
+    "class T:\n    _no_split_modules: list = []",
+    "class M:\n    def _init_weights(self, module):\n        pass",
+    # attributes written on a user's object, even under a name of our own
+    "def f(tokenizer):\n    tokenizer._own = True",
+    "def f(tokenizer):\n    setattr(tokenizer, '_own', True)",
 ])
 def test_the_checker_catches_private_uses(line):
-    assert private_uses(line, own_private={"_own"}), line
-    assert not private_uses("def f(x):\n    return x._own", own_private={"_own"})
+    library = frozenset({"_tag_names", "_no_split_modules", "_init_weights", "_metrics", "_name_or_path"})
+    assert private_uses(line, own_private={"_own"}, library_private=library), line
+
+
+@pytest.mark.parametrize("line", [
+    "def f(x):\n    return x._own",  # reading trl_ext's own private name
+    "class C:\n    _own = 1\n    def f(self):\n        self._own = 2\n        return super()._own",
+    "class M:\n    def _init_weights(self, module):\n        pass",  # listed in _trl_compat
+])
+def test_the_checker_lets_our_own_and_listed_names_pass(line):
+    library = frozenset({"_init_weights"})
+    assert not private_uses(line, own_private={"_own"}, library_private=library, listed=frozenset({"_init_weights"}))
 
 
 def test_the_package_holds_no_project_plumbing():

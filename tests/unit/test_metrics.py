@@ -22,32 +22,33 @@ from trl_ext.metrics import (
 # pair_accuracy
 
 
-def test_pair_accuracy_ties_count_half() -> None:
+def test_pair_accuracy_a_tie_is_not_a_win() -> None:
     chosen = torch.tensor([1.0, 2.0, 3.0, 4.0])
     rejected = torch.tensor([0.0, 2.0, 5.0, 4.0])
-    # win, tie, loss, tie -> (1 + 0.5 + 0 + 0.5) / 4
+    # win, tie, loss, tie -> (1 + 0 + 0 + 0) / 4: TRL's `accuracy` / `rewards/accuracies` meaning
     acc = pair_accuracy(chosen, rejected)
     assert acc.dim() == 0
-    assert acc.item() == pytest.approx(0.5)
+    assert acc.item() == pytest.approx(0.25)
+    assert acc.item() == pytest.approx((chosen > rejected).float().mean().item())  # the formula TRL logs
 
 
-def test_pair_accuracy_all_ties_is_half() -> None:
+def test_pair_accuracy_all_ties_is_zero() -> None:
     x = torch.zeros(7)
-    assert pair_accuracy(x, x).item() == pytest.approx(0.5)
+    assert pair_accuracy(x, x).item() == 0.0
 
 
 def test_pair_accuracy_weighted() -> None:
     chosen = torch.tensor([1.0, 2.0, 3.0, 4.0])
     rejected = torch.tensor([0.0, 2.0, 5.0, 4.0])
     weight = torch.tensor([1.0, 1.0, 2.0, 0.0])
-    # (1*1 + 1*0.5 + 2*0 + 0*0.5) / (1 + 1 + 2 + 0) = 1.5 / 4
-    assert pair_accuracy(chosen, rejected, weight).item() == pytest.approx(0.375)
+    # (1*1 + 1*0 + 2*0 + 0*0) / (1 + 1 + 2 + 0) = 1 / 4
+    assert pair_accuracy(chosen, rejected, weight).item() == pytest.approx(0.25)
 
 
 def test_pair_accuracy_2d_and_int_inputs() -> None:
     chosen = torch.tensor([[3, 1], [2, 2]])
     rejected = torch.tensor([[1, 3], [2, 0]])
-    assert pair_accuracy(chosen, rejected).item() == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    assert pair_accuracy(chosen, rejected).item() == pytest.approx((1 + 0 + 0 + 1) / 4)
 
 
 def test_pair_accuracy_no_grad_leak() -> None:
@@ -273,3 +274,99 @@ def test_group_ranking_metrics() -> None:
     assert out["spearman"] == pytest.approx(5 / 6)
     assert out["top1_accuracy"] == pytest.approx(0.5)
     assert all(isinstance(v, float) for v in out.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Equal to the libraries' definitions (scipy, scikit-learn), per group and batched (the on-device versions)
+#
+# kendall_tau = scipy.stats.kendalltau (tau-b) and spearman = scipy.stats.spearmanr, against -gold_ranks.
+# pairwise_auc = sklearn.metrics.roc_auc_score with chosen = 1 and rejected = 0 (ties count 1/2 in both).
+# ndcg = sklearn.metrics.ndcg_score with y_true = our gains. The definitions differ in two places: (1) gains:
+# sklearn uses y_true as the gain itself (linear), ours are 2^relevance - 1 from the gold rank levels (relevance
+# L - 1 - level), so sklearn is given those gains; (2) no gain to earn (all completions tied in gold, or one
+# completion): ours is NaN (undefined), sklearn's 0.0. Ties in the prediction agree: both average the discount over
+# the positions a tie spans (sklearn's `ignore_ties=False`).
+
+from trl_ext.metrics import batched_ranking_metrics, ndcg, pairwise_auc_tensor  # noqa: E402
+
+
+def _levels_to_gains(gold: list[float]) -> list[float]:
+    levels = {value: index for index, value in enumerate(sorted(set(gold)))}  # 0 = best (smallest rank)
+    top = len(levels) - 1
+    return [2.0 ** (top - levels[g]) - 1.0 for g in gold]
+
+
+def _random_groups(seed: int, n: int = 80) -> list[tuple[list[float], list[float]]]:
+    rng = random.Random(seed)
+    groups = []
+    for _ in range(n):
+        size = rng.randint(2, 12)
+        # few distinct values on both sides: ties in the prediction and in the gold ranks
+        groups.append((_random_tied(rng, size, rng.randint(1, 5)), _random_tied(rng, size, rng.randint(1, 4))))
+    return groups
+
+
+@pytest.mark.parametrize("k", [None, 1, 3])
+def test_ndcg_equals_sklearn_with_our_gains(k) -> None:
+    from sklearn.metrics import ndcg_score
+
+    checked = 0
+    for pred, gold in _random_groups(4):
+        ours = ndcg(pred, gold, k=k)
+        if len(set(gold)) < 2:  # no gain to earn: ours is undefined, sklearn's 0.0
+            assert math.isnan(ours) and ndcg_score([_levels_to_gains(gold)], [pred], k=k) == 0.0
+            continue
+        ref = ndcg_score([_levels_to_gains(gold)], [pred], k=k, ignore_ties=False)
+        assert ours == pytest.approx(ref, abs=1e-12), (pred, gold, k)
+        checked += 1
+    assert checked > 50
+
+
+def test_ndcg_gains_differ_from_sklearn_given_relevance_levels() -> None:
+    """The gain is where the definitions differ: given relevance levels as y_true, sklearn's linear gain gives
+    another value than ours (2^relevance - 1), so the tests above must pass it our gains."""
+    from sklearn.metrics import ndcg_score
+
+    pred, gold = [0.1, 0.9, 0.5], [0, 1, 2]  # the gold-best completion gets the lowest score
+    relevance = [2, 1, 0]
+    assert ndcg(pred, gold) != pytest.approx(ndcg_score([relevance], [pred]), abs=1e-6)
+    assert ndcg(pred, gold) == pytest.approx(ndcg_score([_levels_to_gains(gold)], [pred]), abs=1e-12)
+
+
+def test_pairwise_auc_equals_sklearn_roc_auc() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = random.Random(5)
+    for _ in range(40):
+        pos = _random_tied(rng, rng.randint(1, 30), rng.randint(1, 8))
+        neg = _random_tied(rng, rng.randint(1, 30), rng.randint(1, 8))
+        ref = roc_auc_score([1] * len(pos) + [0] * len(neg), pos + neg)
+        assert pairwise_auc(pos, neg) == pytest.approx(ref, abs=1e-12)
+        assert float(pairwise_auc_tensor(torch.tensor(pos), torch.tensor(neg))) == pytest.approx(ref, abs=1e-12)
+
+
+def test_batched_ranking_metrics_equal_scipy_and_sklearn() -> None:
+    """The on-device `[G, K]` version, padded groups of different sizes, against the libraries group by group."""
+    from scipy.stats import kendalltau, spearmanr
+    from sklearn.metrics import ndcg_score
+
+    groups = _random_groups(6, n=40)
+    width = max(len(pred) for pred, _ in groups)
+    scores = torch.zeros(len(groups), width, dtype=torch.float64)
+    ranks = torch.zeros_like(scores)
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    for g, (pred, gold) in enumerate(groups):
+        scores[g, :len(pred)], ranks[g, :len(gold)], mask[g, :len(pred)] = torch.tensor(pred), torch.tensor(gold), True
+    out = batched_ranking_metrics(scores, ranks, mask, k=2)
+    for g, (pred, gold) in enumerate(groups):
+        neg_gold = [-value for value in gold]
+        refs = {"kendall_tau": kendalltau(pred, neg_gold).statistic, "spearman": spearmanr(pred, neg_gold).statistic}
+        if len(set(gold)) > 1:
+            refs["ndcg"] = ndcg_score([_levels_to_gains(gold)], [pred])
+            refs["ndcg@2"] = ndcg_score([_levels_to_gains(gold)], [pred], k=2)
+        for name, ref in refs.items():
+            value = float(out[name][g])
+            if math.isnan(ref):
+                assert math.isnan(value), (name, g)
+            else:
+                assert value == pytest.approx(ref, abs=1e-10), (name, g, pred, gold)

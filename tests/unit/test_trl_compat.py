@@ -21,6 +21,29 @@ def test_each_overridden_hook_exists_with_the_parameters_we_override(owner, hook
     assert compat.hook_parameters(owner, hook) == compat.HOOKS[owner][hook]
 
 
+@pytest.mark.parametrize("owner,name", [(owner, name) for owner, names in compat.CLASS_ATTRIBUTES.items()
+                                        for name in names])
+def test_each_private_class_attribute_we_set_exists_on_the_library_class(owner, name):
+    import importlib
+
+    module, cls = owner.split(".")
+    assert hasattr(getattr(importlib.import_module(module), cls), name)
+
+
+def test_init_weights_as_uses_the_wrapped_models_own_initialisation():
+    from torch import nn
+
+    calls = []
+
+    class Wrapped(nn.Module):
+        def _init_weights(self, module):
+            calls.append(module)
+
+    layer = nn.Linear(2, 2)
+    assert compat.init_weights_as(Wrapped(), layer) and calls == [layer]
+    assert not compat.init_weights_as(nn.Module(), layer)
+
+
 def _private_overrides(cls: type) -> dict[str, str]:
     """Private methods `cls` (or a trl_ext mixin) defines that a TRL/transformers base class also defines."""
     found = {}

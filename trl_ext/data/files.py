@@ -1,4 +1,5 @@
-"""Reading local preference files (.json / .jsonl, optionally gzipped) without any hub access."""
+"""Reading local preference files (.json / .jsonl, optionally gzipped) without any hub access: `datasets`' json
+loader, and a line-by-line reader that names the line of a bad row."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
+import datasets
 from datasets import Dataset
 
 logger = logging.getLogger(__name__)
@@ -64,27 +65,67 @@ def read_json_records(path: str | os.PathLike) -> list[dict]:
 def load_preference_file(path: str | os.PathLike) -> Dataset:
     """Load a local ``.jsonl`` / ``.json`` / ``.jsonl.gz`` / ``.json.gz`` file into a Dataset, without hub access.
 
-    The file holds either one JSON list of objects or one JSON object per line (blank lines are ignored). Every
-    key seen in any row becomes a column (rows lacking it get None), so nothing is silently dropped. An empty file
-    gives an empty Dataset, with a warning.
+    Read by `datasets`' json loader (`load_dataset("json", data_files=path)`, kept in memory). The file holds either
+    one JSON list of objects or one JSON object per line (blank lines are ignored). Every key seen in any row becomes
+    a column (rows lacking it get None), so nothing is silently dropped. An empty file gives an empty Dataset, with a
+    warning.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: invalid JSON (naming the line number), a row that is not an object, or values Arrow cannot
-            put in one column (e.g. a number in one row and a string in another).
+        ValueError: invalid JSON (naming the line number), a row that is not an object, or a column holding two kinds
+            of value (e.g. a number in one row and a string in another: `datasets` would load it as untyped JSON).
     """
-    records = read_json_records(path)
-    if not records:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"preference data file not found: {path}")
+    if _is_blank(path):
         logger.warning("load_preference_file: %s holds no rows (the file is empty or blank): an empty dataset.", path)
-    columns: dict[str, None] = {}  # ordered union of keys: Dataset.from_list only looks at the first row's keys
-    for record in records:
-        for key in record:
-            columns.setdefault(key, None)
+        return Dataset.from_dict({})
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one small local file: no "Generating train split" bar per load
     try:
-        return Dataset.from_dict({key: [record.get(key) for record in records] for key in columns})
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
-        where = _first_mixed_value(records, list(columns))
-        raise ValueError(f"{path}: {where or f'cannot build a Dataset from its rows: {err}'}") from None
+        # force_redownload: a file rewritten in place (same path, same size, same mtime tick) is never served stale
+        dataset = datasets.load_dataset("json", data_files=str(path), split="train", keep_in_memory=True,
+                                        download_mode="force_redownload")
+    except Exception as err:  # noqa: BLE001  (datasets' errors name neither the line nor the field: find them)
+        raise ValueError(_diagnose(path, err)) from None
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    if _holds_json(dataset.features):  # a column of mixed kinds, which `datasets` keeps as untyped JSON values
+        records = read_json_records(path)  # the values as written (decoded JSON values can lose their kind)
+        where = _first_mixed_value(records, list(dict.fromkeys(key for record in records for key in record)))
+        raise ValueError(f"{path}: {where or 'a column holds values of more than one kind'}")
+    return dataset
+
+
+def _is_blank(path: Path) -> bool:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def _holds_json(feature: Any) -> bool:
+    """Whether a feature (or one nested in it) is `datasets.Json`: values of more than one kind in one column."""
+    if isinstance(feature, datasets.Json):
+        return True
+    if isinstance(feature, dict):
+        return any(_holds_json(inner) for inner in feature.values())
+    inner = getattr(feature, "feature", None)  # List, LargeList, Sequence
+    return inner is not None and _holds_json(inner)
+
+
+def _diagnose(path: Path, err: Exception) -> str:
+    """One line naming what in the file stopped `datasets`' json loader: the line (invalid JSON, not an object), the
+    row and field (a column of two kinds), or else the loader's own message."""
+    records = read_json_records(path)  # raises ValueError naming the line of invalid JSON or a non-object row
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    where = _first_mixed_value(records, columns)
+    cause = err.__cause__ or err
+    return f"{path}: {where or f'cannot load it as JSON rows: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}'}"
 
 
 def _kind(value: Any) -> str | None:

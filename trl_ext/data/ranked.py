@@ -69,10 +69,12 @@ def ranks_from_scores(scores: Sequence[float]) -> list[int]:
     return [level_of[value] for value in values]
 
 
-def rank_pairs(ranks: Sequence[int], strategy: str = "all") -> tuple[list[tuple[int, int]], int]:
+def rank_pairs(ranks: Sequence[int], pair_strategy: str = "all", *,
+               strategy: str | None = None) -> tuple[list[tuple[int, int]], int]:
     """Preference pairs ``(better_index, worse_index)`` for one group of ranked completions.
 
-    Strategies (ties never become a pair):
+    ``pair_strategy`` (the name the configs and `ranked_to_pairs` use; ``strategy`` is its deprecated former name, a
+    FutureWarning) is one of (ties never become a pair):
 
     - ``"all"``: every two completions with different ranks (C(K, 2) minus the tied pairs).
     - ``"best_vs_rest"``: each completion with the best rank against each completion with a worse rank.
@@ -88,6 +90,11 @@ def rank_pairs(ranks: Sequence[int], strategy: str = "all") -> tuple[list[tuple[
     Raises:
         ValueError: unknown strategy (naming it and the valid ones).
     """
+    if strategy is not None:
+        warnings.warn("rank_pairs(strategy=...) is now called pair_strategy (the name the trainer configs and "
+                      "ranked_to_pairs use); the old name will be removed.", FutureWarning, stacklevel=2)
+        pair_strategy = strategy
+    strategy = pair_strategy
     if strategy not in PAIR_STRATEGIES:
         raise ValueError(f"unknown pair strategy {strategy!r}; valid strategies: {', '.join(PAIR_STRATEGIES)}")
     order = sorted(range(len(ranks)), key=lambda i: (ranks[i], i))

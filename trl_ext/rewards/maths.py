@@ -1,6 +1,8 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
 """Rule-based rewards for maths data (DeepSeek-R1 style: checkable correctness and format), usable as GRPO/RLOO/PPO
 `reward_funcs`. Completions may be text or conversational (a list of messages: the last message's content counts).
+Also the data side of online RL on maths prompts: an `answer` column from ranked data (`prompt_answer_dataset`), its
+row check (`check_answer_row`), and held-out greedy answer accuracy (`greedy_answer_accuracy`).
 """
 
 from __future__ import annotations
@@ -74,3 +76,90 @@ def make_format_reward(pattern: str = EQUATION_FORMAT, name: str = "format_rewar
 
 
 format_reward = make_format_reward()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Online RL on maths prompts: answers from ranked data, held-out accuracy
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def check_answer_row(row: dict, index: int) -> None:
+    """A row's `answer`, when it has one, must hold a number (a number, or text whose last number is the answer, as
+    GSM8K's '... #### 72'): `final_number_reward` compares each completion's last number with it, so an answer without
+    one would score every completion 0 (or stop the run mid-training). A row without `answer` passes."""
+    import math
+
+    if "answer" not in row:
+        return
+    answer = row["answer"]
+    if isinstance(answer, bool) or answer is None:
+        number = None
+    elif isinstance(answer, (int, float)):
+        number = answer if math.isfinite(answer) else None
+    else:
+        number = last_number(str(answer))
+    if number is None:
+        raise ValueError(f"row {index}, field 'answer': {answer!r} holds no number to compare the completion's last "
+                         "number with")
+
+
+def prompt_answer_dataset(dataset):
+    """Prompt-only rows with an `answer` column for online RL with `final_number_reward`.
+
+    Ranked data: the answer is the last number of the best-ranked completion (the bundled arithmetic data). Data
+    that already has `prompt` and `answer` passes through, each answer checked by [`check_answer_row`];
+    GSM8K/SVAMP-style `question` columns become `prompt`.
+    """
+    from trl_ext.data import is_ranked_dataset
+
+    columns = dataset.column_names
+    if "prompt" not in columns and "question" in columns:
+        dataset = dataset.rename_column("question", "prompt")
+        columns = dataset.column_names
+    if "answer" in columns:
+        for index, answer in enumerate(dataset["answer"]):
+            check_answer_row({"answer": answer}, index)
+        return dataset.select_columns(["prompt", "answer"])
+    if not is_ranked_dataset(columns):
+        raise ValueError(f"Need an 'answer' column or ranked completions to take answers from; columns: {columns}")
+
+    def best_answer(example: dict, index: int) -> dict:
+        ranks, scores = example.get("ranks"), example.get("scores")
+        if ranks is None and scores is None:
+            raise ValueError(f"row {index}, field 'ranks': neither ranks nor scores given.")
+        best = ranks.index(min(ranks)) if ranks is not None else scores.index(max(scores))
+        number = last_number(completion_text(example["completions"][best]))
+        if number is None:
+            raise ValueError(f"row {index}, field 'completions': the best completion holds no number.")
+        # exact text: "%g" would print 1234567 as "1.23457e+06", whose last number is 6
+        return {"prompt": example["prompt"], "answer": str(int(number)) if number.is_integer() else repr(number)}
+
+    return dataset.map(best_answer, with_indices=True, remove_columns=columns)
+
+
+def greedy_answer_accuracy(model, tokenizer, dataset, max_new_tokens: int = 24, batch_size: int = 16) -> float:
+    """Fraction of `dataset` rows whose greedy completion's last number equals `answer` (prompts may be chat)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0.0
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # generation continues from the right end
+    try:
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                rows = dataset[start:start + batch_size]
+                texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False,
+                                                                                   add_generation_prompt=True)
+                         for p in rows["prompt"]]
+                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+                completions = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                correct += sum(final_number_reward(completions, rows["answer"]))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return correct / len(dataset)

@@ -4,7 +4,19 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
+
+_WARNED_ALIASES: set[tuple[str, str]] = set()
+
+
+def warn_renamed_option(owner: str, old: str, new: str, stacklevel: int = 4) -> None:
+    """A FutureWarning, once per process and option, that `owner.old` is a deprecated alias of `owner.new`."""
+    if (owner, old) in _WARNED_ALIASES:
+        return
+    _WARNED_ALIASES.add((owner, old))
+    warnings.warn(f"{owner}.{old} is a deprecated alias of {owner}.{new}; set {new} instead (the old name will be "
+                  "removed).", FutureWarning, stacklevel=stacklevel)
 
 
 def default_config(model: Any, config_cls: type, suffix: str) -> Any:

@@ -16,16 +16,26 @@ accepts, with TRL's values on TRL's pairs, and log every metric TRL logs under i
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import trl
-from datasets import Dataset, IterableDataset
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from peft import PeftConfig, PeftModel
 from tqdm.auto import tqdm
+from transformers import (
+    BitsAndBytesConfig,
+    DataCollator,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProcessorMixin,
+    TrainerCallback,
+)
 from transformers.modeling_outputs import CausalLMOutput
 
 from .. import _trl_compat as compat
@@ -38,8 +48,6 @@ from .ranked_data import GROUP_KEYS, RankedCollatorMixin, RankedDataMixin, datas
 logger = logging.getLogger(__name__)
 
 _DPOPreferenceCollator = compat.dpo_preference_collator()
-# Read once: code that rebinds `trl.DPOTrainer` to this class must not change how arguments are bound.
-_TRL_INIT_SIGNATURE = inspect.signature(trl.DPOTrainer.__init__)
 
 
 @dataclass
@@ -58,8 +66,8 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
 
     Overrides, each extending TRL's method:
 
-    * `__init__`: checks the options the grouped/weighted loss supports, calls TRL's `__init__`, then swaps in
-      [`DPODataCollator`] (TRL's collator plus groups and weights).
+    * `__init__` (TRL's signature): checks the options the grouped/weighted loss supports, calls TRL's `__init__`,
+      then, unless a `data_collator` is given, swaps in [`DPODataCollator`] (TRL's collator plus groups and weights).
     * `_prepare_dataset`: ranked data is tokenized by TRL's own `_prepare_dataset` (one row per completion, so the
       token ids are exactly TRL's) and regrouped; pairwise data goes to TRL unchanged.
     * `compute_loss`: batches with groups or weights: one policy and one reference forward per row, per-pair losses
@@ -70,18 +78,37 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
 
     _tag_names = ["trl", "dpo", "trl_ext"]
 
-    def __init__(self, model, *args: Any, **kwargs: Any):
-        bound = _TRL_INIT_SIGNATURE.bind(self, model, *args, **kwargs)
-        bound.apply_defaults()
-        config = bound.arguments["args"]
+    def __init__(
+        self,
+        model: str | PreTrainedModel | PeftModel,
+        ref_model: PreTrainedModel | None = None,
+        args: trl.DPOConfig | None = None,
+        data_collator: DataCollator | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset
+        | IterableDataset
+        | DatasetDict
+        | IterableDatasetDict
+        | dict[str, Dataset | IterableDataset]
+        | None = None,
+        processing_class: PreTrainedTokenizerBase | ProcessorMixin | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        quantization_config: BitsAndBytesConfig | None = None,
+        peft_config: PeftConfig | None = None,
+    ):
         # TRL would build its own DPOConfig for args=None, without our fields: build ours the same way.
-        config = default_config(model, DPOConfig, "DPO") if config is None else upgrade_config(config, DPOConfig)
-        bound.arguments["args"] = config
-        self._check_grouped_options(config, bound.arguments["train_dataset"], bound.arguments["eval_dataset"])
+        args = default_config(model, DPOConfig, "DPO") if args is None else upgrade_config(args, DPOConfig)
+        self._check_grouped_options(args, train_dataset, eval_dataset)
         self.ranking_stats: dict[str, Counter] = {}
-        user_collator = bound.arguments["data_collator"]
-        super().__init__(*bound.args[1:], **bound.kwargs)
-        if user_collator is None and isinstance(self.data_collator, _DPOPreferenceCollator):
+        super().__init__(
+            model, ref_model, args, data_collator=data_collator, train_dataset=train_dataset,
+            eval_dataset=eval_dataset, processing_class=processing_class, compute_metrics=compute_metrics,
+            callbacks=callbacks, optimizers=optimizers, quantization_config=quantization_config,
+            peft_config=peft_config,
+        )
+        if data_collator is None and isinstance(self.data_collator, _DPOPreferenceCollator):
             collator = self.data_collator
             self.data_collator = DPODataCollator(
                 pad_token_id=collator.pad_token_id,
@@ -267,9 +294,11 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
     def preference_accuracy(self, eval_dataset: Dataset | None = None) -> dict[str, float]:
         """Held-out preference accuracy over every pair of `eval_dataset` (default: the trainer's eval set).
 
-        Returns `reward_accuracy` (DPO's implicit reward β·(log π − log π_ref) ranks the preferred answer higher;
-        before training with a fresh adapter every pair ties, which counts 0.5) and `logp_accuracy` (the policy's
-        sequence log-prob alone ranks it higher; meaningful before training too), ties counted 0.5, and `pairs`.
+        Returns `reward_accuracy` (the fraction of pairs where DPO's implicit reward β·(log π − log π_ref) ranks the
+        preferred answer strictly higher) and `logp_accuracy` (the same for the policy's sequence log-prob alone,
+        meaningful before training too): a tie is not a win, as in the `rewards/accuracies` TRL logs. The fractions of
+        pairs tied are `reward_ties` and `logp_ties` (before training with a fresh adapter the policy is the reference
+        and every pair ties: `reward_accuracy` 0, `reward_ties` 1), and `pairs` is the number of pairs.
 
         Each row is forwarded once per call at most: the reference's log-probs are computed on the first call and
         kept for the later calls on the same dataset (the reference does not train; not with `sync_ref_model`), and
@@ -313,21 +342,22 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
                 out = compat.fused_lm_forward(self.model, rows["input_ids"], rows["attention_mask"], labels)
                 logps = out.log_probs[:, -(rows["completion_mask"].size(1) - 1):].sum(dim=1).double()
 
-            def wins(score: torch.Tensor) -> torch.Tensor:
+            def wins_and_ties(score: torch.Tensor) -> list[torch.Tensor]:
                 better, worse = score[pair_index[:, 0]], score[pair_index[:, 1]]
-                return (better > worse).double() + 0.5 * (better == worse).double()
+                return [(better > worse).double(), (better == worse).double()]  # a win must be strict (TRL's)
 
-            per_pair = torch.stack([wins(logps - ref_logps), wins(logps), torch.ones_like(wins(logps))], dim=1)
-            summed = torch.zeros(n_examples, 3, dtype=torch.float64, device=per_pair.device)
+            per_pair = torch.stack([*wins_and_ties(logps - ref_logps), *wins_and_ties(logps),
+                                    torch.ones(pair_index.shape[0], dtype=torch.float64, device=logps.device)], dim=1)
+            summed = torch.zeros(n_examples, 5, dtype=torch.float64, device=per_pair.device)
             # gather_for_metrics drops the examples the distributed sampler repeated to even out the batches
             per_example.append(self.accelerator.gather_for_metrics(summed.index_add_(0, pair_example, per_pair)))
         if not self.args.sync_ref_model:
             self._ref_logps_cache = (dataset, ref_batches)  # the dataset object itself: its rows and their order
         totals = torch.cat(per_example).sum(dim=0)
         self.model.train(was_training)
-        pairs = totals[2].item()
-        return {"reward_accuracy": totals[0].item() / pairs, "logp_accuracy": totals[1].item() / pairs,
-                "pairs": int(pairs)}
+        reward_wins, reward_ties, logp_wins, logp_ties, pairs = totals.tolist()
+        return {"reward_accuracy": reward_wins / pairs, "logp_accuracy": logp_wins / pairs,
+                "reward_ties": reward_ties / pairs, "logp_ties": logp_ties / pairs, "pairs": int(pairs)}
 
     def _policy_is_reference(self) -> bool:
         """True only when the policy provably computes what the reference computes, so its forward can be skipped:
@@ -354,7 +384,9 @@ class DPOTrainer(RankedDataMixin, trl.DPOTrainer):
     @torch.no_grad()
     def _log_pair_metrics(self, mode, outputs, shift_mask, attention_mask, logps, chosen_logratios,
                           rejected_logratios, better, worse, pair_weight, aux_loss=None) -> None:
-        """Every metric TRL's DPO logs, under its name, over the batch's pairs: each pair counts with its weight, and
+        """Every metric TRL's DPO logs, under its name, over the batch's pairs (a mirror of TRL 1.16's metric block in
+        `DPOTrainer._compute_loss`, trl/trainer/dpo_trainer.py lines 1533–1601, listed in docs/trl_internals.md,
+        compared with TRL by tests/trainers/test_dpo_parity.py): each pair counts with its weight, and
         the per-token metrics weigh each pair's rows by their tokens, as TRL's do. On pairs of weight 1 (TRL's own
         pairs) the values are TRL's. Each metric is a ratio of sums over the processes; all of them (with the token
         count and `aux_loss`) are gathered in one collective and read back in one host sync."""

@@ -1,7 +1,7 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
-"""Checks shared by our online-RL trainers (GRPO, RLOO, PPO): a prompt column (and a prompt in every row) before
-training starts, and rewards that are numbers (None or NaN meaning "no reward from this function", as in TRL) and
-never infinite."""
+"""What our online-RL trainers (GRPO, RLOO, PPO) share: one `__init__` sequence around TRL's, a prompt column (and a
+prompt in every row) checked before training starts, and rewards that are numbers (None or NaN meaning "no reward
+from this function", as in TRL) and never infinite."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import _trl_compat as compat
 from ..data.ranked import _emptiness_problem
+from .kl_control import KLControlledTrainerMixin
 
 
 def check_prompt_rows(dataset: Dataset, name: str) -> None:
@@ -73,13 +74,13 @@ class OnlineRLChecksMixin:
     infinite reward from a reward model)."""
 
     @staticmethod
-    def _check_prompt_columns(args: tuple, kwargs: dict) -> None:
-        """`train_dataset` / `eval_dataset` (positional after `args`, or keywords) must have a `prompt` column,
-        unless an `environment_factory` or `rollout_func` (TRL's) builds the rollouts from other columns."""
-        if kwargs.get("environment_factory") is not None or kwargs.get("rollout_func") is not None:
+    def _check_prompt_columns(train_dataset: Any, eval_dataset: Any, rollout_func: Any = None,
+                              environment_factory: Any = None) -> None:
+        """`train_dataset` / `eval_dataset` must have a `prompt` column, unless an `environment_factory` or
+        `rollout_func` (TRL's) builds the rollouts from other columns."""
+        if environment_factory is not None or rollout_func is not None:
             return
-        datasets = {"train": kwargs.get("train_dataset", args[0] if args else None),
-                    "eval": kwargs.get("eval_dataset", args[1] if len(args) > 1 else None)}
+        datasets = {"train": train_dataset, "eval": eval_dataset}
         for split, dataset in datasets.items():
             for name, part in (dataset.items() if isinstance(dataset, dict) else [(split, dataset)]):
                 if part is None:
@@ -116,3 +117,24 @@ class OnlineRLChecksMixin:
             raise ValueError(f"reward '{self.reward_func_names[column]}' is {rewards_per_func[row, column].item()} for "
                              f"completion {row} of the generation batch: rewards must be finite")
         return rewards_per_func
+
+
+class OnlineRLTrainerMixin(KLControlledTrainerMixin, OnlineRLChecksMixin):
+    """The one `__init__` sequence of our GRPO, RLOO and PPO trainers, around TRL's `__init__` (each trainer's own
+    `__init__` keeps its TRL parent's signature and hands every argument to [`_init_online_trainer`])."""
+
+    def _init_online_trainer(self, config_cls: type, suffix: str, model: Any, args: Any, *,
+                             require_config: bool = False, **trl_kwargs: Any) -> None:
+        """Our config by default (TRL's would lack the KL fields), re-checked, and the prompt columns checked before
+        TRL's `__init__` (which decides from `beta` whether to build a reference model); after it, the reward
+        functions wrapped with output checks, a training set too small for one rollout refused, and the KL controller
+        with its callback. `require_config`: refuse a config that is not a `config_cls` (PPO needs its own fields)."""
+        args = self._kl_config(model, args, config_cls, suffix)
+        if require_config and not isinstance(args, config_cls):
+            raise TypeError(f"{type(self).__name__} needs a trl_ext.{config_cls.__name__}, got {type(args).__name__}.")
+        self._check_prompt_columns(trl_kwargs.get("train_dataset"), trl_kwargs.get("eval_dataset"),
+                                   trl_kwargs.get("rollout_func"), trl_kwargs.get("environment_factory"))
+        super().__init__(model=model, args=args, **trl_kwargs)
+        self._check_reward_funcs()
+        self._check_rollout_fits()
+        self._setup_kl_control()

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+import math
 from typing import Any
 
 import trl
 
+from .config_utils import warn_renamed_option
 from .kl_control import KLControlArguments
 
 
@@ -36,7 +38,8 @@ GRPO_FIELDS: dict[str, tuple[str, str, tuple | None]] = {
     "shuffle_dataset": ("honoured", _GENERATION, None),
     "pad_to_multiple_of": ("honoured", _GENERATION, None),
     "generation_batch_size": ("honoured", "completions per rollout", None),
-    "steps_per_generation": ("honoured", "mini-batches (optimizer steps) per PPO epoch; alias num_mini_batches", None),
+    "steps_per_generation": ("honoured", "mini-batches (optimizer steps) per PPO epoch; deprecated alias "
+                             "num_mini_batches", None),
     "temperature": ("honoured", _GENERATION + "; log-probs are taken at the same temperature", None),
     "top_p": ("honoured", _GENERATION, None),
     "top_k": ("honoured", _GENERATION, None),
@@ -65,7 +68,7 @@ GRPO_FIELDS: dict[str, tuple[str, str, tuple | None]] = {
     "vllm_importance_sampling_clip_min": ("honoured", "how TRL computes that ratio", None),
     "vllm_importance_sampling_cap": ("honoured", "deprecated alias TRL maps to vllm_importance_sampling_clip_max", None),
     "beta": ("honoured", "the (starting) KL coefficient of the per-token reward r_t = -beta (log pi - log pi_ref)", None),
-    "num_iterations": ("honoured", "PPO epochs over each rollout; alias num_ppo_epochs", None),
+    "num_iterations": ("honoured", "PPO epochs over each rollout; deprecated alias num_ppo_epochs", None),
     "epsilon": ("honoured", "the policy clip range: ratio clipped to [1 - epsilon, 1 + epsilon]", None),
     "epsilon_high": ("honoured", "asymmetric clipping: the upper bound 1 + epsilon_high (default epsilon)", None),
     "delta": ("refused", "GRPO's two-sided clipping of negative advantages; PPO clips with epsilon / epsilon_high", None),
@@ -133,7 +136,8 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
     `num_iterations` the number of PPO epochs over each rollout, `steps_per_generation` the number of mini-batches
     (optimizer steps) per rollout epoch, `entropy_coef` the entropy bonus, `beta` the (starting) KL coefficient of
     the per-token reward r_t = −β·(log π − log π_ref) (+ score on the last token). `num_ppo_epochs` and
-    `num_mini_batches` are accepted as the old TRL PPO names for the latter two. Every inherited GRPO field is
+    `num_mini_batches` (the old TRL PPO names of the latter two) and `reward_clip` (c, now `reward_clip_range=(-c, c)`,
+    TRL RLOOConfig's name) are deprecated aliases that warn once. Every inherited GRPO field is
     honoured, refused by name, or irrelevant: see `GRPO_FIELDS` (docs/ppo_config.md).
     """
 
@@ -141,16 +145,24 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
         default=1, metadata={"help": "Completions per prompt. PPO needs no groups; 1 is the classic setting."})
     beta: float = field(default=0.05, metadata={"help": "KL coefficient (the starting β with adaptive control)."})
     num_iterations: int = field(default=4, metadata={"help": "PPO epochs over each rollout batch."})
-    num_ppo_epochs: int | None = field(default=None, metadata={"help": "Alias of `num_iterations`."})
-    num_mini_batches: int | None = field(default=None, metadata={"help": "Alias of `steps_per_generation`."})
+    num_ppo_epochs: int | None = field(
+        default=None, metadata={"help": "Deprecated alias of `num_iterations` (warns once); set num_iterations."})
+    num_mini_batches: int | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of `steps_per_generation` (warns once); set steps_per_generation."})
     gamma: float = field(default=1.0, metadata={"help": "Discount factor γ of GAE."})
     lam: float = field(default=0.95, metadata={"help": "λ of GAE."})
     cliprange_value: float = field(default=0.2, metadata={"help": "Value clip range ε_v around the rollout values."})
     vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
     whiten_rewards: bool = field(
         default=False, metadata={"help": "Whiten the per-token rewards (scale only) of each rollout before GAE."})
+    reward_clip_range: tuple[float, float] | None = field(
+        default=None,
+        metadata={"help": "Clip range (min, max) of the sequence score, applied before the KL and the missing-EOS "
+                  "penalty are added; None: no clipping (TRL RLOOConfig's option of the same name)."})
     reward_clip: float | None = field(
-        default=None, metadata={"help": "Clip the sequence score to [-reward_clip, reward_clip] before adding KL."})
+        default=None,
+        metadata={"help": "Deprecated alias (warns once): c means reward_clip_range=(-c, c); set reward_clip_range."})
     missing_eos_penalty: float | None = field(
         default=None, metadata={"help": "Subtracted from the score of completions that end without an EOS token."})
     target_kl: float | None = field(
@@ -171,8 +183,10 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
 
     def __post_init__(self):
         if self.num_ppo_epochs is not None:
+            warn_renamed_option("PPOConfig", "num_ppo_epochs", "num_iterations")
             self.num_iterations = self.num_ppo_epochs
         if self.num_mini_batches is not None:
+            warn_renamed_option("PPOConfig", "num_mini_batches", "steps_per_generation")
             if self.steps_per_generation is not None and self.steps_per_generation != self.num_mini_batches:
                 raise ValueError(f"num_mini_batches={self.num_mini_batches} contradicts "
                                  f"steps_per_generation={self.steps_per_generation}; set one of them.")
@@ -185,6 +199,7 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}.")
+        self._resolve_reward_clip_range()
         if self.num_iterations < 1:
             raise ValueError(f"num_iterations (PPO epochs) must be >= 1, got {self.num_iterations}.")
         if self.ddp_find_unused_parameters:
@@ -200,6 +215,26 @@ class PPOConfig(KLControlArguments, trl.GRPOConfig):
         finally:
             if single:
                 self.num_generations, self.num_generations_eval = 1, eval_generations
+
+    def _resolve_reward_clip_range(self) -> None:
+        """`reward_clip_range` as a (min, max) tuple of finite numbers, min <= max; the deprecated `reward_clip=c`
+        becomes (-c, c)."""
+        if self.reward_clip is not None:
+            warn_renamed_option("PPOConfig", "reward_clip", "reward_clip_range", stacklevel=5)
+            from_alias = (-float(self.reward_clip), float(self.reward_clip))
+            if self.reward_clip_range is not None and tuple(self.reward_clip_range) != from_alias:
+                raise ValueError(f"reward_clip={self.reward_clip} contradicts reward_clip_range="
+                                 f"{self.reward_clip_range}; set reward_clip_range only.")
+            self.reward_clip_range = from_alias
+        if self.reward_clip_range is None:
+            return
+        bounds = self.reward_clip_range
+        if (isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2
+                or any(isinstance(b, bool) or not isinstance(b, (int, float)) or math.isnan(b) for b in bounds)
+                or bounds[0] > bounds[1]):
+            raise ValueError(f"reward_clip_range={bounds!r} must be (min, max): two numbers with min <= max, "
+                             "or None for no clipping.")
+        self.reward_clip_range = (float(bounds[0]), float(bounds[1]))
 
     def _check_grpo_fields(self) -> None:
         """Refuse, by name, an inherited GRPO option that PPO does not implement (see `GRPO_FIELDS`)."""

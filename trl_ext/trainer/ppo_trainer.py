@@ -15,18 +15,28 @@ import contextlib
 import copy
 import logging
 import os
+from collections.abc import Callable
 
 import torch
 import trl
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from peft import PeftConfig, PeftModel
 from torch import nn
+from transformers import (
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProcessorMixin,
+    TrainerCallback,
+)
 
 from .. import _trl_compat as compat
 from .. import ppo_math
 from ..modeling_value_head import ValueHead, backbone
-from ..peft_utils import activation_checkpointing_disabled
-from .kl_control import KLControlledTrainerMixin
-from .online_rl import OnlineRLChecksMixin
+from .online_rl import OnlineRLTrainerMixin
 from .ppo_config import PPOConfig
+
+RewardFunc, RolloutFunc, EnvironmentFactory = compat.online_init_types()  # TRL's parameter types
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +45,7 @@ CRITIC_FILE = "value_head.safetensors"  # value head (+ separate value model) we
 ROLLOUT_FILE = "rollout_state_rank{rank}.pt"  # a checkpoint saved inside a rollout: the buffer and its position
 
 
-class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer):
+class PPOTrainer(OnlineRLTrainerMixin, trl.GRPOTrainer):
     """PPO with a critic, GAE and KL-in-reward, as a subclass of [`trl.GRPOTrainer`] (see the module docstring for why).
 
     The critic is, by default, a second LoRA adapter (`critic_adapter_name`) on the policy's own base plus a
@@ -47,7 +57,8 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
 
     Overrides, each extending TRL's method:
 
-    * `__init__`: TRL's, then the critic and the KL controller.
+    * `__init__` (the signature of TRL's `GRPOTrainer.__init__`, `args` a [`PPOConfig`]): the online trainers'
+      sequence ([`OnlineRLTrainerMixin`]: checks, TRL's `__init__`, the KL controller), then the critic.
     * `_calculate_rewards`: TRL's, keeping the per-function rewards (TRL turns them into group advantages, PPO needs
       the scores).
     * `_generate_and_score_completions`: TRL's rollout (generation, old and reference log-probs, rewards), then the
@@ -58,15 +69,35 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
     * `_save_checkpoint`: inside a rollout, also the rollout buffer and position, so that a resumed run is exact.
     """
 
-    def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
-        args = self._kl_config(model, args, PPOConfig, "PPO")
-        if not isinstance(args, PPOConfig):
-            raise TypeError(f"PPOTrainer needs a trl_ext.PPOConfig, got {type(args).__name__}.")
-        self._check_prompt_columns(more, kwargs)
-        super().__init__(model, reward_funcs, args, *more, **kwargs)
-        self._check_reward_funcs()
-        self._check_rollout_fits()
-        self._setup_kl_control()
+    def __init__(
+        self,
+        model: str | PreTrainedModel | PeftModel,
+        reward_funcs: RewardFunc | list[RewardFunc] | None = None,
+        args: PPOConfig | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset
+        | IterableDataset
+        | DatasetDict
+        | IterableDatasetDict
+        | dict[str, Dataset | IterableDataset]
+        | None = None,
+        processing_class: PreTrainedTokenizerBase | ProcessorMixin | None = None,
+        reward_processing_classes: PreTrainedTokenizerBase | list[PreTrainedTokenizerBase] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        quantization_config: BitsAndBytesConfig | None = None,
+        peft_config: PeftConfig | None = None,
+        tools: list[Callable] | None = None,
+        rollout_func: RolloutFunc | None = None,
+        environment_factory: EnvironmentFactory | dict[str, EnvironmentFactory] | None = None,
+    ):
+        self._init_online_trainer(
+            PPOConfig, "PPO", model, args, require_config=True,
+            reward_funcs=reward_funcs, train_dataset=train_dataset, eval_dataset=eval_dataset,
+            processing_class=processing_class, reward_processing_classes=reward_processing_classes, callbacks=callbacks,
+            optimizers=optimizers, quantization_config=quantization_config, peft_config=peft_config,
+            tools=tools, rollout_func=rollout_func, environment_factory=environment_factory,
+        )
         self._setup_critic()
         if not isinstance(model, str):  # the user's own model object now holds the critic: say so
             added = ([f"adapter {self.args.critic_adapter_name!r}"] if self._critic_mode == "adapter"
@@ -174,7 +205,7 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         """
         policy = self.accelerator.unwrap_model(model)
         if self._critic_mode == "adapter":
-            with self._critic_active(policy), activation_checkpointing_disabled(
+            with self._critic_active(policy), compat.checkpointing_disabled(
                     policy, self.args.activation_checkpointing_kwargs):
                 hidden = backbone(policy.get_base_model())(input_ids=input_ids, attention_mask=attention_mask)
         else:
@@ -195,8 +226,8 @@ class PPOTrainer(KLControlledTrainerMixin, OnlineRLChecksMixin, trl.GRPOTrainer)
         scores = (per_func * weights.unsqueeze(0)).nansum(dim=1)
         start = self.accelerator.process_index * n_local
         scores = scores[start:start + n_local].to(completion_ids.device).float()
-        if self.args.reward_clip is not None:
-            scores = scores.clamp(-self.args.reward_clip, self.args.reward_clip)
+        if self.args.reward_clip_range is not None:
+            scores = scores.clamp(*self.args.reward_clip_range)
         if self.args.missing_eos_penalty is not None:  # after clipping, so the penalty is never clipped away
             # "ended" as TRL counts it (completions/clipped_ratio): an EOS, or a pad token, was generated
             ends = [t for t in (*self.eos_token_ids, compat.online_tokenizer(self).pad_token_id) if t is not None]

@@ -22,13 +22,23 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import trl
-from datasets import Dataset, IterableDataset
-from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from peft import PeftConfig, PeftModel
+from transformers import (
+    AutoConfig,
+    BitsAndBytesConfig,
+    DataCollator,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .. import _trl_compat as compat
@@ -79,8 +89,9 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
 
     Overrides, each extending TRL's method rather than replacing it:
 
-    * `__init__`: resolves the reward head (builds a [`BertClsRewardModel`] from an encoder checkpoint), then calls
-      TRL's `__init__` and swaps in [`RewardDataCollator`] (TRL's collator plus ranked batches, token types, weights).
+    * `__init__` (TRL's signature): resolves the reward head (builds a [`BertClsRewardModel`] from an encoder
+      checkpoint), then calls TRL's `__init__` and, unless a `data_collator` is given, swaps in [`RewardDataCollator`]
+      (TRL's collator plus ranked batches, token types, weights).
     * `_prepare_dataset`: ranked data and the [CLS] head need their own tokenization; TRL's method still handles
       pairwise data for decoder reward models.
     * `compute_loss`: plain pairwise batches are TRL's `compute_loss` unchanged; grouped and weighted batches use
@@ -91,7 +102,27 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
 
     _tag_names = ["trl", "reward-trainer", "trl_ext"]
 
-    def __init__(self, model: str | PreTrainedModel, args: RewardConfig | None = None, *pos_args, **kwargs):
+    def __init__(
+        self,
+        model: str | PreTrainedModel | PeftModel,
+        args: trl.RewardConfig | None = None,
+        data_collator: DataCollator | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset
+        | IterableDataset
+        | DatasetDict
+        | IterableDatasetDict
+        | dict[str, Dataset | IterableDataset]
+        | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        optimizer_cls_and_kwargs: tuple[type[torch.optim.Optimizer], dict[str, Any]] | None = None,
+        preprocess_logits_for_metrics: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        quantization_config: BitsAndBytesConfig | None = None,
+        peft_config: PeftConfig | None = None,
+    ):
         args = default_config(model, RewardConfig, "Reward") if args is None else upgrade_config(args, RewardConfig)
         config = _model_config(model, args.trust_remote_code)
         encoder = is_encoder_config(config)
@@ -117,10 +148,16 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
         if consumed:
             args.model_init_kwargs = None
         try:
-            super().__init__(model, args, *pos_args, **kwargs)
+            super().__init__(
+                model, args, data_collator=data_collator, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                processing_class=processing_class, compute_metrics=compute_metrics, callbacks=callbacks,
+                optimizers=optimizers, optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+                preprocess_logits_for_metrics=preprocess_logits_for_metrics, quantization_config=quantization_config,
+                peft_config=peft_config,
+            )
         finally:
             args.model_init_kwargs = init_kwargs
-        if kwargs.get("data_collator") is None and not (len(pos_args) > 0 and pos_args[0] is not None):
+        if data_collator is None:
             self.data_collator = RewardDataCollator(
                 pad_token_id=self.processing_class.pad_token_id,
                 pad_to_multiple_of=self.args.pad_to_multiple_of,
@@ -312,6 +349,10 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
 
     def _compute_pair_loss(self, model, inputs, mode):
         """Bradley-Terry on the batch's pairs, each weighted: −log σ(r_better − r_worse − margin), weighted mean.
+
+        Loss and metrics mirror TRL 1.16's `RewardTrainer.compute_loss` (trl/trainer/reward_trainer.py lines 789–815;
+        docs/trl_internals.md), which computes them inline with no per-pair function to call; on TRL's pairs the values
+        are TRL's (tests/trainers/test_reward_parity.py).
 
         Ranked groups: pair weights w_g / #pairs(g), so the loss is the (weighted) mean over groups of each group's
         mean (InstructGPT), or with `ranked_loss="plackett_luce"` the listwise [`plackett_luce_loss`]; weighted pairs:

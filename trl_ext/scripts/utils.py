@@ -1,6 +1,7 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
-"""What the recipes share: hub access only when the user names a hub model or dataset, script arguments and data
-splits, the policy and its tokenizer, the maths-RL rewards, and held-out greedy answer accuracy.
+"""What training scripts share (TRL keeps its own in `trl.scripts.utils`): hub access only when the user names a hub
+model or dataset, argument parsing with one-line errors, script arguments and data splits, the policy and its
+tokenizer, and the maths-RL script arguments and rewards.
 
 Heavy libraries are imported inside the functions: `offline_unless_hub_named` must run before `datasets`,
 `transformers` or `huggingface_hub` are imported (they read `HF_HUB_OFFLINE` once, at import).
@@ -9,6 +10,7 @@ Heavy libraries are imported inside the functions: `offline_unless_hub_named` mu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -16,9 +18,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
-
-RECIPES_DIR = Path(__file__).resolve().parent
-BUNDLED_DATA = RECIPES_DIR / "data"
 
 #: Script/model options that may name a hub repository; a value that is not an existing local path needs the hub.
 HUB_OPTIONS = ("model_name_or_path", "dataset_name", "sft_adapter_path", "reward_model_path", "value_model_path",
@@ -110,7 +109,8 @@ def parse(dataclass_types: tuple, argv: list[str] | None, default_config: str | 
     except (OSError, ValueError, yaml.YAMLError) as err:
         fail(str(err).splitlines()[0])
     if unknown:
-        known = [o for action in parser._actions for o in action.option_strings]
+        known = ["--config", *(f"--{f.name}" for dataclass_type in dataclass_types
+                                for f in dataclasses.fields(dataclass_type))]
         option = unknown[0].split("=")[0]
         close = difflib.get_close_matches(option, known, n=1)
         fail(f"unknown option {option}" + (f" (did you mean {close[0]}?)" if close else ""))
@@ -153,7 +153,7 @@ def load_splits(args: DataArguments, default_path: str | os.PathLike, seed: int,
 
     A local file is checked before it is split, so errors name the file's own row numbers: ranked rows as the
     trainers check them, a `weight` column (finite, >= 0), `check_row(row, index)` when given (a recipe's own rule,
-    e.g. [`check_answer_row`]), and `split` values other than the two split names. With `on_invalid_rows="skip"` bad
+    e.g. `trl_ext.rewards.maths.check_answer_row`), and `split` values other than the two split names. With `on_invalid_rows="skip"` bad
     rows are dropped and counted in one printed line instead. A hub dataset's rows are checked with `check_row` per
     split.
     """
@@ -226,63 +226,6 @@ def _checked_file(path: Path, on_invalid_rows: str, check_row: Any = None):
     return dataset
 
 
-def check_answer_row(row: dict, index: int) -> None:
-    """A row's `answer`, when it has one, must hold a number (a number, or text whose last number is the answer, as
-    GSM8K's '... #### 72'): `final_number_reward` compares each completion's last number with it, so an answer without
-    one would score every completion 0 (or stop the run mid-training). A row without `answer` passes."""
-    import math
-
-    from trl_ext.rewards import last_number
-
-    if "answer" not in row:
-        return
-    answer = row["answer"]
-    if isinstance(answer, bool) or answer is None:
-        number = None
-    elif isinstance(answer, (int, float)):
-        number = answer if math.isfinite(answer) else None
-    else:
-        number = last_number(str(answer))
-    if number is None:
-        raise ValueError(f"row {index}, field 'answer': {answer!r} holds no number to compare the completion's last "
-                         "number with")
-
-
-def prompt_answer_dataset(dataset):
-    """Prompt-only rows with an `answer` column for online RL with `final_number_reward`.
-
-    Ranked data: the answer is the last number of the best-ranked completion (the bundled arithmetic data). Data
-    that already has `prompt` and `answer` passes through, each answer checked by [`check_answer_row`];
-    GSM8K/SVAMP-style `question` columns become `prompt`.
-    """
-    from trl_ext import is_ranked_dataset
-    from trl_ext.rewards import completion_text, last_number
-
-    columns = dataset.column_names
-    if "prompt" not in columns and "question" in columns:
-        dataset = dataset.rename_column("question", "prompt")
-        columns = dataset.column_names
-    if "answer" in columns:
-        for index, answer in enumerate(dataset["answer"]):
-            check_answer_row({"answer": answer}, index)
-        return dataset.select_columns(["prompt", "answer"])
-    if not is_ranked_dataset(columns):
-        raise ValueError(f"Need an 'answer' column or ranked completions to take answers from; columns: {columns}")
-
-    def best_answer(example: dict, index: int) -> dict:
-        ranks, scores = example.get("ranks"), example.get("scores")
-        if ranks is None and scores is None:
-            raise ValueError(f"row {index}, field 'ranks': neither ranks nor scores given.")
-        best = ranks.index(min(ranks)) if ranks is not None else scores.index(max(scores))
-        number = last_number(completion_text(example["completions"][best]))
-        if number is None:
-            raise ValueError(f"row {index}, field 'completions': the best completion holds no number.")
-        # exact text: "%g" would print 1234567 as "1.23457e+06", whose last number is 6
-        return {"prompt": example["prompt"], "answer": str(int(number)) if number.is_integer() else repr(number)}
-
-    return dataset.map(best_answer, with_indices=True, remove_columns=columns)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------------------------
@@ -297,7 +240,7 @@ def load_policy_and_tokenizer(model_args: Any, training_args: Any, adapter_path:
     from trl_ext import load_policy
 
     if not model_args.model_name_or_path and not adapter_path:
-        from model_assets import smollm2_path
+        from trl_ext.scripts.assets import smollm2_path
 
         model_args.model_name_or_path = smollm2_path()
     report_dtype(model_args.dtype)
@@ -328,16 +271,16 @@ def report_dtype(dtype: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Online RL on maths prompts (recipes/grpo.py, recipes/ppo.py)
+# Online RL on maths prompts
 # --------------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class MathsRLScriptArguments(DataArguments):
-    """Script arguments of the online-RL recipes (recipes/grpo.py, recipes/ppo.py): rule rewards + an optional RM."""
+    """Script arguments of online RL on maths prompts: rule rewards + an optional reward model."""
 
     reward_model_path: str | None = field(
-        default=None, metadata={"help": "A sequence-classification RM dir (e.g. a BERT-CLS RM from reward_model.py)."})
+        default=None, metadata={"help": "A sequence-classification RM dir (e.g. a BERT-CLS reward model)."})
     reward_model_weight: float = field(default=1.0, metadata={"help": "Weight of the RM reward vs the rule rewards."})
     reward_model_whiten: bool = field(default=True, metadata={"help": "Whiten RM scores with running statistics."})
     format_reward_weight: float = field(default=0.5, metadata={"help": "Weight of the format reward."})
@@ -359,48 +302,3 @@ def maths_rewards(script_args: MathsRLScriptArguments, training_args: Any) -> li
     if training_args.reward_weights is None:
         training_args.reward_weights = weights
     return reward_funcs
-
-
-def greedy_answer_accuracy(model, tokenizer, dataset, max_new_tokens: int = 24, batch_size: int = 16) -> float:
-    """Fraction of `dataset` rows whose greedy completion's last number equals `answer` (prompts may be chat)."""
-    import torch
-
-    from trl_ext.rewards import final_number_reward
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0.0
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation continues from the right end
-    try:
-        with torch.no_grad():
-            for start in range(0, len(dataset), batch_size):
-                rows = dataset[start:start + batch_size]
-                texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False,
-                                                                                   add_generation_prompt=True)
-                         for p in rows["prompt"]]
-                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-                completions = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                correct += sum(final_number_reward(completions, rows["answer"]))
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return correct / len(dataset)
-
-
-def rl_summary(name: str, model_args: Any, training_args: Any, trainer: Any, n_train: int, n_test: int,
-               before: float, after: float, seconds: float) -> str:
-    """The lines recipes/grpo.py and recipes/ppo.py print at the end."""
-    ctl = [row for row in trainer.state.log_history if "kl_ctl/beta" in row]
-    return (
-        f"\n{name} on {model_args.model_name_or_path} ({'4-bit QLoRA' if model_args.load_in_4bit else 'LoRA'}), "
-        f"kl_control={training_args.kl_control} (target {training_args.kl_target} nats per "
-        f"{training_args.kl_target_unit}), {n_train} train / {n_test} held-out prompts\n"
-        f"  held-out greedy answer accuracy  before {before:.3f}  after {after:.3f}\n"
-        f"  beta {training_args.beta} -> {trainer.beta:.4g}"
-        + (f"; last logged KL {ctl[-1]['kl_ctl/kl']:.4g}" if ctl else "")
-        + f"\n  wall-clock {seconds:.0f} s; adapter saved to {training_args.output_dir}"
-    )

