@@ -203,6 +203,15 @@ def test_judge_metrics_are_logged_at_judge_every(tiny_llama_causal_dir, tmp_path
     assert sum("reward" in row for row in trainer.state.log_history) == 4
 
 
+def test_judge_at_start_false_skips_the_starting_point(tiny_llama_causal_dir, tmp_path):
+    trainer = _grpo(tmp_path, tiny_llama_causal_dir)
+    judge = JudgeCallback(trainer, gold=_gold, eval_dataset=HELD_OUT, judge_every=2, judge_at_start=False)
+    trainer.add_callback(judge)
+    trainer.train()
+    assert [p["step"] for p in judge.points] == [2, 4]
+    assert [row["step"] for row in trainer.state.log_history if "judge/gold" in row] == [2, 4]
+
+
 def test_kl_budget_saves_the_best_checkpoint_within_it(tiny_llama_causal_dir, tmp_path):
     from peft import LoraConfig
 
