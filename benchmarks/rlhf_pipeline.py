@@ -85,6 +85,12 @@ def markdown(figures: dict, command: str) -> str:
                          else ".")]
     if "rm" in figures:
         rm = figures["rm"]
+        own = rm.get("policy_samples")
+        if own:
+            lines += ["", f"Reward-model data: {rm['train_groups']} ranked groups and {own['groups']} groups of the "
+                          f"SFT policy's own samples ({own['per_prompt']} per training prompt, ranked by the training "
+                          f"answer; {own['right']:.3f} of them right; {own['all_tied']} of {own['prompts']} prompts "
+                          "left out, their samples all right or all wrong)."]
         lines += ["", f"Reward model, {rm['heldout_groups']} held-out ranked groups:", "",
                   "| metric | before | after |", "|---|---|---|"]
         lines += [f"| {k} | {v['before']:.3f} | {v['after']:.3f} |" for k, v in rm.items()
@@ -130,8 +136,11 @@ def markdown(figures: dict, command: str) -> str:
         lines += ["", "Goals:", ""]
         for name, g in goals.items():
             if name == "best_of_n":
+                apart = g.get("intervals_apart")
                 lines.append(f"- best-of-{g['n']} above SFT: {g['best']:.3f} vs {g['sft']:.3f} "
-                             f"({g['gain']:+.3f}): {'met' if g['met'] else 'NOT met'}")
+                             f"({g['gain']:+.3f}"
+                             + ("" if apart is None else f", intervals {'apart' if apart else 'overlap'}")
+                             + f"): {'met' if g['met'] else 'NOT met'}")
             else:
                 lines.append(f"- {name}: chosen step {g['chosen_step']} (KL {_f(g['chosen_kl'])}) true score "
                              f"{g['chosen']:.3f} ± {g['chosen_ci95']:.3f} vs SFT {g['sft']:.3f} ± "

@@ -18,7 +18,10 @@ Stages (each writes its artefact under `output_dir`, and each later stage reads 
 2. `rm`: trl_ext's `RewardTrainer` on all the ranked training groups (grouped: one forward per completion), the MiniLM
    encoder with the BERT-CLS head (`--rm_model` for another encoder or a decoder), held-out accuracy and ranking
    metrics before/after, and the formatting check: the RL stage's `TextRewardModel` must encode every training
-   completion to the same token ids as RM training did -> `output_dir/rm`.
+   completion to the same token ids as RM training did -> `output_dir/rm`. With `rm_policy_samples` > 0 (default 8)
+   the RM also learns from the SFT policy's own samples on the training prompts, ranked right above wrong by the
+   training answer (the comparisons of InstructGPT's step 2, the labels of Gao et al.'s synthetic setting): an RM
+   trained on the ranked data alone orders what the policy writes worse than it orders its held-out data.
 3. `diagnose`: no training. `best_of_n` completions per held-out prompt from the SFT policy, scored by the learned RM
    and the gold: best-of-n for each n (gold and RM score of the RM's pick, exact estimator; analytic KL
    log n − (n−1)/n) and the RM's on-policy accuracy (pairs of one prompt's samples whose gold differs: does the RM
@@ -116,6 +119,13 @@ class PipelineArguments(DataArguments):
         default=None, metadata={"help": "Nats per completion: each RL run's chosen checkpoint is the judgement with "
                                         "the highest learned reward within this KL of the SFT policy. Default: the "
                                         "KL of best-of-n for the largest n (log n - (n-1)/n: 1.83 for 16)."})
+    rm_policy_samples: int = field(
+        default=8, metadata={"help": "rm: completions of the SFT policy sampled per training prompt (as the judgement "
+                                     "samples) and ranked by the training answer, right above wrong, added to the "
+                                     "reward model's training groups so that it learns to order what the policy "
+                                     "writes (the comparisons of the SFT model's own outputs of InstructGPT). "
+                                     "Training prompts only; 0: the ranked data alone. Needs the sft stage's "
+                                     "adapter."})
     rejection_samples: int = field(
         default=4, metadata={"help": "r1: completions sampled per training prompt for rejection-sampled SFT."})
     report_to: str = field(default="none", metadata={"help": "'none' or 'wandb' (one run per stage in one group)."})
@@ -146,6 +156,8 @@ class PipelineArguments(DataArguments):
                      "rejection_samples"):
             if getattr(self, name) < 1:
                 fail(f"--{name} {getattr(self, name)}: must be >= 1")
+        if self.rm_policy_samples < 0:
+            fail(f"--rm_policy_samples {self.rm_policy_samples}: must be >= 0 (0: the ranked data alone)")
         if self.sft_demonstrations is not None and self.sft_demonstrations < 1:
             fail(f"--sft_demonstrations {self.sft_demonstrations}: must be >= 1 (or left out: every group)")
         if not self.judge_temperature > 0:
@@ -526,7 +538,42 @@ def rm_format_check(trainer, groups, scorer) -> dict[str, Any]:
     return {"checked": checked, "identical": identical, "first_difference": first}
 
 
+def policy_sample_groups(ctx: Context, config: Any) -> tuple[list[dict], dict[str, Any]]:
+    """Ranked groups of the SFT policy's own completions for RM training: `rm_policy_samples` samples per training
+    prompt (drawn as the judgement draws them), ranked by the training answer (`final_number_reward`: right 0, wrong
+    1). A prompt whose samples are all right or all wrong gives no pair and is left out (counted). Held-out prompts
+    are never sampled. Returns the groups (`prompt`, `completions`, `ranks`) and their counts."""
+    from trl_ext.rewards import final_number_reward
+    from trl_ext.trainer.judge_callback import sample_completions
+
+    k = ctx.args.rm_policy_samples
+    model, _, tokenizer = _policy(ctx, config, Path(_need(ctx.sft_dir, "the SFT adapter (--rm_policy_samples "
+                                                                       f"{k} samples the SFT policy; 0: the "
+                                                                       "ranked data alone)", "rm")))
+    model.eval()
+    train = _with_answers(ctx)
+    prompts = list(train["prompt"])
+    samples = sample_completions(model, tokenizer, prompts, num_samples=k,
+                                 max_new_tokens=ctx.args.judge_max_new_tokens,
+                                 temperature=ctx.args.judge_temperature, seed=ctx.seed,
+                                 batch_size=ctx.args.judge_batch_size)
+    del model
+    completions = [[{"role": "assistant", "content": text}] for text in samples.texts]
+    right = final_number_reward(completions, [a for a in train["answer"] for _ in range(k)])
+    groups = []
+    for i, prompt in enumerate(prompts):
+        labels = right[i * k : (i + 1) * k]
+        if 0.0 < sum(labels) < k:
+            groups.append({"prompt": prompt, "completions": completions[i * k : (i + 1) * k],
+                           "ranks": [0 if r else 1 for r in labels]})
+    counts = {"per_prompt": k, "prompts": len(prompts), "groups": len(groups),
+              "all_tied": len(prompts) - len(groups), "right": sum(right) / max(len(right), 1)}
+    return groups, counts
+
+
 def stage_rm(ctx: Context) -> None:
+    from transformers import set_seed
+
     from trl_ext import RewardTrainer
 
     config = ctx.configs["rm"]
@@ -537,8 +584,24 @@ def stage_rm(ctx: Context) -> None:
             from trl_ext.scripts.assets import minilm_path
 
             model = str(minilm_path())
-        trainer = RewardTrainer(model, args=config, train_dataset=ctx.splits["train"],
-                                eval_dataset=ctx.splits["test"])
+        train = ctx.splits["train"]
+        policy = None
+        if ctx.args.rm_policy_samples:
+            from datasets import Dataset, concatenate_datasets
+
+            groups, policy = policy_sample_groups(ctx, ctx.configs["sft"])
+            if groups:
+                # the same columns as the ranked data (other columns empty; `scores` data gets right 1.0, wrong 0.0)
+                order = "ranks" if "ranks" in train.column_names else "scores"
+                rows = [{**dict.fromkeys(train.column_names), "prompt": g["prompt"], "completions": g["completions"],
+                         order: g["ranks"] if order == "ranks" else [1.0 - r for r in g["ranks"]]} for g in groups]
+                train = concatenate_datasets([train, Dataset.from_list(rows, features=train.features)])
+            print(f"  reward-model data: {len(ctx.splits['train'])} ranked groups + {policy['groups']} groups of the "
+                  f"SFT policy's own samples ({policy['per_prompt']} per training prompt, ranked by the training "
+                  f"answer, {policy['right']:.3f} right; {policy['all_tied']} of {policy['prompts']} prompts left "
+                  "out: every sample equally right or wrong)", flush=True)
+        set_seed(config.seed)  # the reward head's initialisation happens before the Trainer seeds
+        trainer = RewardTrainer(model, args=config, train_dataset=train, eval_dataset=ctx.splits["test"])
         keys = ("accuracy", "rm/kendall_tau", "rm/spearman", "rm/ndcg", "rm/top1_accuracy")
         before = trainer.evaluate()
         trainer.train()
@@ -546,9 +609,10 @@ def stage_rm(ctx: Context) -> None:
         trainer.save_model(config.output_dir)
         trainer.processing_class.save_pretrained(config.output_dir)
         figures = {k: {"before": before.get(f"eval_{k}"), "after": after.get(f"eval_{k}")} for k in keys}
-        check = rm_format_check(trainer, ctx.splits["train"], ctx.learned_reward())
+        check = rm_format_check(trainer, train, ctx.learned_reward())
         ctx.results["rm"] = {"model": model, "train_groups": len(ctx.splits["train"]),
-                             "heldout_groups": len(ctx.splits["test"]), **figures, "format_check": check}
+                             "heldout_groups": len(ctx.splits["test"]), **figures, "format_check": check,
+                             **({"policy_samples": policy} if policy else {})}
         print("  reward model, held-out: " + ", ".join(
             f"{k} {v['before']:.3f} -> {v['after']:.3f}" for k, v in figures.items() if v["after"] is not None),
               flush=True)
@@ -820,6 +884,8 @@ def goals(figures: dict) -> dict[str, Any]:
         first, last = bon[0], bon[-1]
         out["best_of_n"] = {"n": last["n"], "sft": first["true_score"], "best": last["true_score"],
                             "gain": last["true_score"] - first["true_score"],
+                            "intervals_apart": bool(last["true_score"] - last["true_score_ci95"]
+                                                    > first["true_score"] + first["true_score_ci95"]),
                             "met": bool(last["true_score"] > first["true_score"])}
     return out
 

@@ -19,7 +19,7 @@ TINY = ["--dtype", "float32", "--max_train_samples", "16", "--judge_prompts", "4
         "--judge_samples", "2", "--best_of_n", "1,2,4", "--kl_budget", "1e6",
         "--judge_max_new_tokens", "4", "--sft.max_steps", "2", "--rm.max_steps", "2", "--ppo.max_steps", "2",
         "--ppo.max_completion_length", "4", "--ppo.logging_steps", "1", "--grpo.max_steps", "1",
-        "--grpo.max_completion_length", "4", "--max_eval_samples", "4"]
+        "--grpo.max_completion_length", "4", "--max_eval_samples", "4", "--rm_policy_samples", "2"]
 
 
 def _tiny(policy, encoder, out, *extra):
@@ -86,9 +86,96 @@ def test_rm_scoring_encodes_what_rm_training_saw(tmp_path, tiny_llama_causal_dir
     """The formatting check: with a max_length that truncates every prompt, RL's TextRewardModel must cut the same
     tokens as RewardTrainer did (it takes RM training's max_length), or the RM scores inputs it never saw."""
     out = tmp_path / "fmt"
-    _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, out, "--stages", "rm", "--rm.max_length", "12"), cwd=tmp_path)
+    _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, out, "--stages", "rm", "--rm.max_length", "12",
+               "--rm_policy_samples", "0"), cwd=tmp_path)
     check = json.loads((out / "pipeline.json").read_text())["rm"]["format_check"]
     assert check["checked"] == 16 * 4 and check["identical"] == check["checked"], check
+
+
+class _FakeSamples:
+    def __init__(self, texts):
+        self.texts = texts
+
+
+def _fake_policy_samples(monkeypatch, pipeline, texts_for):
+    """Replace the SFT policy and its sampler: each prompt's samples come from `texts_for(prompt text)`; returns
+    the prompts the sampler was asked for."""
+    import torch
+
+    import trl_ext.trainer.judge_callback as judge_callback
+
+    asked = []
+
+    def sample(model, tokenizer, prompts, *, num_samples, **kwargs):
+        asked.extend(prompts)
+        return _FakeSamples([t for p in prompts for t in texts_for(p[0]["content"])[:num_samples]])
+
+    monkeypatch.setattr(judge_callback, "sample_completions", sample)
+    monkeypatch.setattr(pipeline, "_policy", lambda ctx, config, adapter: (torch.nn.Linear(1, 1), None, None))
+    return asked
+
+
+def _context(tmp_path, tiny_llama_causal_dir, tiny_bert_dir, *extra):
+    sys.path.insert(0, str(REPO_ROOT / "recipes"))
+    import rlhf_pipeline as pipeline
+
+    out = tmp_path / "out"
+    args, model_args, configs = pipeline.parse_pipeline(_tiny(tiny_llama_causal_dir, tiny_bert_dir, out, *extra)[2:])
+    splits = pipeline.load_splits(args, pipeline.DEFAULT_DATA, 42)
+    (out / "sft").mkdir(parents=True)
+    (out / "sft" / "adapter_config.json").write_text("{}")  # the sampler is replaced: only its presence matters
+    return pipeline, pipeline.Context(args, model_args, configs, splits, out, {}, 42)
+
+
+def test_rm_learns_from_the_sft_policys_own_samples_ranked_by_the_training_answer(
+        monkeypatch, tmp_path, tiny_llama_causal_dir, tiny_bert_dir):
+    """--rm_policy_samples: the SFT policy's samples on the training prompts (never the held-out ones), right
+    above wrong by the training answer, join the RM's training groups; all-right / all-wrong prompts are left out."""
+    pipeline, ctx = _context(tmp_path, tiny_llama_causal_dir, tiny_bert_dir, "--rm_policy_samples", "3")
+    from trl_ext.rewards.maths import prompt_answer_dataset
+
+    train = prompt_answer_dataset(ctx.splits["train"])
+    answers = {p[0]["content"]: a for p, a in zip(train["prompt"], train["answer"])}
+    # prompt i: i % 3 == 0 all right, i % 3 == 1 one right of three, i % 3 == 2 all wrong
+    kinds = {p[0]["content"]: i % 3 for i, p in enumerate(train["prompt"])}
+
+    def texts_for(question):
+        right, wrong = f"x = {answers[question]}.", f"x = {answers[question]}1."
+        return {0: [right] * 3, 1: [wrong, right, wrong], 2: [wrong] * 3}[kinds[question]]
+
+    asked = _fake_policy_samples(monkeypatch, pipeline, texts_for)
+    groups, counts = pipeline.policy_sample_groups(ctx, ctx.configs["sft"])
+    held_out = {p[0]["content"] for p in ctx.held_out()[0]}
+    assert [p[0]["content"] for p in asked] == list(answers) and not held_out & set(answers)
+    mixed = [q for q, k in kinds.items() if k == 1]
+    assert [g["prompt"][0]["content"] for g in groups] == mixed and all(g["ranks"] == [1, 0, 1] for g in groups)
+    assert counts == {"per_prompt": 3, "prompts": 16, "groups": len(mixed), "all_tied": 16 - len(mixed),
+                      "right": pytest.approx((6 * 3 + 5) / 48)}
+    assert groups[0]["completions"][1] == [{"role": "assistant", "content": texts_for(mixed[0])[1]}]
+
+    pipeline.stage_rm(ctx)  # the RM trains on both; RL's scorer encodes every training completion as training did
+    rm = ctx.results["rm"]
+    assert rm["policy_samples"] == counts and rm["train_groups"] == 16
+    assert rm["format_check"]["checked"] == 16 * 4 + 3 * len(mixed) == rm["format_check"]["identical"]
+
+
+def test_rm_policy_samples_need_the_sft_adapter_or_zero(tmp_path, tiny_llama_causal_dir, tiny_bert_dir):
+    proc = _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, tmp_path / "o", "--stages", "rm"), cwd=tmp_path,
+                check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "stage rm needs the SFT adapter (--rm_policy_samples 2 samples the SFT policy; 0: the ranked data " \
+        "alone)" in proc.stderr
+
+
+def test_the_reward_head_is_seeded(tmp_path, tiny_llama_causal_dir, tiny_bert_dir):
+    """RewardTrainer builds the head before the Trainer seeds: the stage seeds first, so a rerun is the same RM."""
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, out, "--stages", "rm", "--rm_policy_samples", "0"),
+             cwd=tmp_path)
+        runs.append((out / "rm" / "model.safetensors").read_bytes())
+    assert runs[0] == runs[1]
 
 
 def test_rm_format_check_reports_a_difference(tiny_bert_dir):
@@ -130,6 +217,8 @@ def test_gold_reward_rl_is_the_upper_bound_run(pipeline_run, tiny_llama_causal_d
     default = [results["seconds"][s] for s in ("sft", "rm", "diagnose", "rl_fixed", "rl_adaptive")]
     assert "| rl_gold (extra, not in the total) |" in table and f"| total | {sum(default):.0f} |" in table
     assert "Upper bound: RL `rl_gold` with the gold reward" in table
+    own = results["rm"]["policy_samples"]
+    assert f"{own['groups']} groups of the SFT policy's own samples ({own['per_prompt']} per training prompt" in table
     result = json.loads((report / "rlhf_pipeline.json").read_text())
     assert result["best_of_n"] == results["diagnose"]["best_of_n"] and result["judge_prompts"] == 4
     assert result["onpolicy_rm_accuracy"] == results["diagnose"]["onpolicy_rm_accuracy"] or \
@@ -181,6 +270,7 @@ def test_a_missing_stage_artefact_or_a_bad_option_is_one_line(tmp_path, tiny_lla
     (["--stages", "sft,sft"], "['sft'] named twice"),
     (["--best_of_n", "1,x"], "--best_of_n '1,x': comma-separated integers"),
     (["--kl_budget", "nan"], "--kl_budget nan: must be a finite number"),
+    (["--rm_policy_samples", "-1"], "--rm_policy_samples -1: must be >= 0"),
     # the horizon is used only by the adaptive run: checked as that run will run, before any model loads
     (["--ppo.kl_horizon", "0"], "section 'ppo' (run rl_adaptive): "),
     (["--ppo.kl_horizon", "3"], "kl_horizon=3 is too short for 16 sequences per update"),
