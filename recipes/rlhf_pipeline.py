@@ -571,9 +571,15 @@ def policy_sample_groups(ctx: Context, config: Any) -> tuple[list[dict], dict[st
     return groups, counts
 
 
-def stage_rm(ctx: Context) -> None:
-    from transformers import set_seed
+def as_data_rows(groups: list[dict], columns: list[str]) -> list[dict]:
+    """`policy_sample_groups`' groups as rows with the ranked data's `columns`: its order column (`ranks` as they are,
+    or `scores`: right 1.0, wrong 0.0) and every other column empty."""
+    order = "ranks" if "ranks" in columns else "scores"
+    return [{**dict.fromkeys(columns), "prompt": g["prompt"], "completions": g["completions"],
+             order: g["ranks"] if order == "ranks" else [1.0 - r for r in g["ranks"]]} for g in groups]
 
+
+def stage_rm(ctx: Context) -> None:
     from trl_ext import RewardTrainer
 
     config = ctx.configs["rm"]
@@ -591,16 +597,12 @@ def stage_rm(ctx: Context) -> None:
 
             groups, policy = policy_sample_groups(ctx, ctx.configs["sft"])
             if groups:
-                # the same columns as the ranked data (other columns empty; `scores` data gets right 1.0, wrong 0.0)
-                order = "ranks" if "ranks" in train.column_names else "scores"
-                rows = [{**dict.fromkeys(train.column_names), "prompt": g["prompt"], "completions": g["completions"],
-                         order: g["ranks"] if order == "ranks" else [1.0 - r for r in g["ranks"]]} for g in groups]
+                rows = as_data_rows(groups, train.column_names)
                 train = concatenate_datasets([train, Dataset.from_list(rows, features=train.features)])
             print(f"  reward-model data: {len(ctx.splits['train'])} ranked groups + {policy['groups']} groups of the "
                   f"SFT policy's own samples ({policy['per_prompt']} per training prompt, ranked by the training "
                   f"answer, {policy['right']:.3f} right; {policy['all_tied']} of {policy['prompts']} prompts left "
                   "out: every sample equally right or wrong)", flush=True)
-        set_seed(config.seed)  # the reward head's initialisation happens before the Trainer seeds
         trainer = RewardTrainer(model, args=config, train_dataset=train, eval_dataset=ctx.splits["test"])
         keys = ("accuracy", "rm/kendall_tau", "rm/spearman", "rm/ndcg", "rm/top1_accuracy")
         before = trainer.evaluate()

@@ -159,6 +159,42 @@ def test_rm_learns_from_the_sft_policys_own_samples_ranked_by_the_training_answe
     assert rm["format_check"]["checked"] == 16 * 4 + 3 * len(mixed) == rm["format_check"]["identical"]
 
 
+def test_policy_sample_rows_take_the_ranked_datas_columns():
+    sys.path.insert(0, str(REPO_ROOT / "recipes"))
+    from rlhf_pipeline import as_data_rows
+
+    from trl_ext.data import validate_ranked_example
+
+    group = {"prompt": [{"role": "user", "content": "What is 2 + 2?"}],
+             "completions": [[{"role": "assistant", "content": t}] for t in ("5.", "4.", "3.")], "ranks": [1, 0, 1]}
+    (ranked,) = as_data_rows([group], ["prompt", "completions", "ranks", "split"])
+    assert ranked == {**group, "split": None}
+    (scored,) = as_data_rows([group], ["prompt", "completions", "scores"])
+    assert scored["scores"] == [0.0, 1.0, 0.0] and "ranks" not in scored
+    assert validate_ranked_example(scored, 0) == [1, 0, 1]  # the right answer above both wrong ones
+
+
+def test_goals_read_from_the_figures():
+    sys.path.insert(0, str(REPO_ROOT / "recipes"))
+    from rlhf_pipeline import goals
+
+    sft = {"step": 0, "true_score": 0.332, "true_score_ci95": 0.031}
+    figures = {"rl": {"fixed": {"points": [sft], "chosen": {"step": 12, "kl": 1.66, "true_score": 0.52,
+                                                            "true_score_ci95": 0.061}},
+                      "adaptive": {"points": [sft], "chosen": {"step": 6, "kl": 0.9, "true_score": 0.42,
+                                                               "true_score_ci95": 0.06}}},
+               "diagnose": {"best_of_n": [{"n": 1, **sft}, {"n": 16, "true_score": 0.379, "true_score_ci95": 0.06}]}}
+    out = goals(figures)
+    assert out["rl_fixed"]["met"] and out["rl_fixed"]["intervals_apart"]
+    assert out["rl_fixed"]["gain"] == pytest.approx(0.188)
+    assert not out["rl_adaptive"]["met"] and not out["rl_adaptive"]["intervals_apart"]  # +0.088, overlapping
+    assert out["best_of_n"]["met"] and not out["best_of_n"]["intervals_apart"]  # above SFT as a point only
+    figures["diagnose"]["best_of_n"][1].update(true_score=0.45, true_score_ci95=0.05)
+    assert goals(figures)["best_of_n"]["intervals_apart"]
+    figures["diagnose"]["best_of_n"][1]["true_score"] = 0.30
+    assert not goals(figures)["best_of_n"]["met"]
+
+
 def test_rm_policy_samples_need_the_sft_adapter_or_zero(tmp_path, tiny_llama_causal_dir, tiny_bert_dir):
     proc = _run(_tiny(tiny_llama_causal_dir, tiny_bert_dir, tmp_path / "o", "--stages", "rm"), cwd=tmp_path,
                 check=False)

@@ -199,3 +199,15 @@ def test_cls_inputs_never_exceed_the_encoder_positions(tmp_path, tiny_bert_dir):
     assert max(len(ids) for ex in trainer.train_dataset for ids in ex["completion_ids"]) == 128
     trainer.train()
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_the_cls_head_built_from_an_encoder_path_is_seeded(tmp_path, tiny_bert_dir):
+    """TRL seeds before its head is created; the BERT-CLS head is built before TRL's `__init__`, so it seeds too:
+    the same `seed` gives the same head whatever the random state before."""
+    heads = []
+    for _ in range(2):
+        torch.rand(7)  # move the global RNG: without the seed each trainer would draw another head
+        trainer = RewardTrainer(tiny_bert_dir, args=_args(tmp_path, seed=3),
+                                train_dataset=Dataset.from_list(RANKED))
+        heads.append(torch.cat([p.detach().flatten() for n, p in trainer.model.named_parameters() if "score" in n]))
+    assert heads[0].numel() > 0 and torch.equal(heads[0], heads[1])

@@ -38,6 +38,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
+    set_seed,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -188,6 +189,9 @@ class RewardTrainer(RankedDataMixin, trl.RewardTrainer):
             if args.freeze_encoder:
                 loaded.freeze_encoder()
             return loaded
+        # the head is initialised at random here, before Trainer seeds: seed first, as TRL's RewardTrainer does before
+        # AutoModelForSequenceClassification adds its head
+        set_seed(args.seed)
         return BertClsRewardModel.from_encoder(model, freeze_encoder=args.freeze_encoder, pooling=args.pooling or "cls",
                                                **init_kwargs)
 
